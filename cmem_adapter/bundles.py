@@ -1,0 +1,252 @@
+"""Where CA certificates come from: a PEM file, a directory, PEM text, or the system's files.
+
+Everything here reads and checks; nothing builds a context (see `contexts`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from .errors import ConfigError, bad_value
+from .settings import Setting
+
+_CERTIFICATE = re.compile(
+    r"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----.+?"
+    r"-----END (?:TRUSTED |X509 )?CERTIFICATE-----",
+    re.DOTALL,
+)
+_PEM_LABEL = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+
+# truststore's fallback list (truststore/_openssl.py, after certifi-system-store by C. Heimes),
+# tried when OpenSSL's compiled-in default paths hold nothing.
+_SYSTEM_CA_FILES = (
+    "/etc/ssl/cert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/pki/tls/cert.pem",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/ssl/ca-bundle.pem",
+)
+_HASHED_NAME = re.compile(r"^[0-9a-fA-F]{8}\.[0-9]$")
+
+FileState = tuple[str, Union[tuple[int, int, int, int], None]]  # noqa: UP007 (3.10 at runtime)
+"""A path and its (inode, device, size, mtime) — None when it cannot be stat'ed."""
+
+
+def file_states(paths: Sequence[str]) -> tuple[FileState, ...]:
+    """Returns what each path looks like on disk now; a change means "read it again"."""
+    states: list[FileState] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            states.append((path, None))
+        else:
+            states.append((path, (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)))
+    return tuple(states)
+
+
+@dataclass(frozen=True)
+class CA:
+    """CA certificates to trust: a PEM file, a directory of PEM files, or PEM text."""
+
+    kind: Literal["file", "dir", "pem"]
+    value: str
+    """The absolute path, or the PEM text itself."""
+    setting: Setting = field(compare=False)
+    """The setting that named these CAs, for messages."""
+
+    @classmethod
+    def locate(
+        cls, value: str | bytes | os.PathLike[str], setting: Setting, base_dirs: Sequence[str] = ()
+    ) -> CA:
+        """Returns the CAs `value` names: PEM text as is, a path made absolute.
+
+        A relative path is looked up in the current directory, then in each of `base_dirs`.
+        Raises `ConfigError` naming every path tried when none exists.
+        """
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if isinstance(value, str) and "-----BEGIN" in value:
+            return cls("pem", value, setting)
+        path = os.fspath(value)
+        tried = [os.path.abspath(path)]
+        if not os.path.isabs(path):
+            tried += [os.path.join(base, path) for base in base_dirs]
+        for candidate in tried:
+            if os.path.isdir(candidate):
+                return cls("dir", candidate, setting)
+            if os.path.exists(candidate):
+                return cls("file", candidate, setting)
+        raise bad_value(
+            setting.label,
+            path,
+            f"no such file or directory (looked at {', '.join(tried)})",
+            f"point {setting.key} at an existing PEM file or a directory of PEM files",
+        )
+
+    def describe(self) -> str:
+        """Returns the path, or "PEM text" for CAs given in memory."""
+        return "PEM text" if self.kind == "pem" else self.value
+
+    def read(self) -> tuple[list[str], tuple[FileState, ...]]:
+        """Returns the PEM certificate blocks, and the state of the files they were read from.
+
+        Raises `ConfigError` for anything that holds no certificate (missing, unreadable,
+        empty, DER, a key, garbage).
+        """
+        if self.kind == "pem":
+            return self._certificates(self.value.encode("latin-1"), "the PEM text"), ()
+        if self.kind == "file":
+            states = file_states([self.value])
+            return self._certificates(self._read_bytes(self.value), "the file"), states
+        return self._read_directory()
+
+    def unparsable(self, blocks: Sequence[str], error: ssl.SSLError) -> ConfigError:
+        """Returns the error for certificate blocks OpenSSL refused, naming the first bad one."""
+        which = "the certificates"
+        for number, block in enumerate(blocks, 1):
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=block)
+            except ssl.SSLError as block_error:
+                which, error = f"certificate #{number} of {len(blocks)}", block_error
+                break
+        return self._bad(
+            f"{which} could not be parsed ({error.reason or error})",
+            "replace the damaged certificate with a good PEM copy",
+        )
+
+    def _bad(self, problem: str, fix: str) -> ConfigError:
+        value = f"PEM text ({len(self.value)} characters)" if self.kind == "pem" else self.value
+        return bad_value(self.setting.label, value, problem, fix)
+
+    def _read_bytes(self, path: str) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise self._bad(
+                f"{path} no longer exists", f"point {self.setting.key} at an existing PEM file"
+            ) from None
+        except OSError as e:
+            raise self._bad(
+                f"cannot read {path} ({e.strerror})",
+                f"make it readable for this user, or point {self.setting.key} at a readable copy",
+            ) from None
+
+    def _certificates(self, data: bytes, what: str) -> list[str]:
+        text = data.decode("latin-1")
+        blocks = _CERTIFICATE.findall(text)
+        if blocks:
+            return blocks
+        key = self.setting.key
+        if not text.strip():
+            raise self._bad(
+                f"{what} is empty", f"point {key} at a PEM file holding CA certificates"
+            )
+        labels = sorted(set(_PEM_LABEL.findall(text)))
+        if not labels and data[:1] == b"\x30":
+            raise self._bad(
+                f"{what} is DER (binary), not PEM",
+                f"convert it with 'openssl x509 -inform der -in {self.value} -out ca.pem'"
+                f" and point {key} at ca.pem",
+            )
+        if not labels:
+            raise self._bad(
+                f"{what} is not PEM (no '-----BEGIN CERTIFICATE-----' line)",
+                f"point {key} at a PEM file holding CA certificates",
+            )
+        if any("PRIVATE KEY" in label for label in labels):
+            raise self._bad(
+                f"{what} holds a private key but no certificate",
+                f"point {key} at the CA certificate(s); a CA bundle never needs a key",
+            )
+        raise self._bad(
+            f"{what} holds no certificate (only {', '.join(labels)})",
+            f"point {key} at a PEM file holding CA certificates",
+        )
+
+    def _read_directory(self) -> tuple[list[str], tuple[FileState, ...]]:
+        try:
+            names = sorted(os.listdir(self.value))
+        except OSError as e:
+            raise self._bad(
+                f"cannot list the directory ({e.strerror})",
+                f"make it readable for this user, or point {self.setting.key} at a readable copy",
+            ) from None
+        paths = [os.path.join(self.value, n) for n in names if not n.startswith(".")]
+        paths = [p for p in paths if os.path.isfile(p)]
+        states = file_states([self.value, *paths])
+        blocks: list[str] = []
+        for path in paths:
+            blocks += _CERTIFICATE.findall(self._read_bytes(path).decode("latin-1"))
+        if not blocks:
+            raise self._bad(
+                f"the directory holds no PEM certificate ({len(paths)} files looked at)",
+                f"put CA certificates in PEM form there, or point {self.setting.key} at a PEM file",
+            )
+        return blocks, states
+
+
+@dataclass(frozen=True)
+class SystemStore:
+    """The files that hold the operating system's trust store on Linux and other Unix systems.
+
+    They are the ones truststore would use: OpenSSL's default paths, honouring
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``, then truststore's list of well-known bundles.
+    """
+
+    cafile: str | None
+    capath: str | None
+
+    @classmethod
+    def find(cls, cert_file: Setting | None, cert_dir: Setting | None) -> SystemStore:
+        """Returns the system store, with ``SSL_CERT_FILE``/``SSL_CERT_DIR`` if they are set.
+
+        Raises `ConfigError` when either variable names a missing path (OpenSSL would skip it
+        silently and trust something else), or when no trust store is found at all.
+        """
+        defaults = ssl.get_default_verify_paths()
+        cafile = cls._explicit(cert_file, os.path.isfile, "file")
+        capath = cls._explicit(cert_dir, os.path.isdir, "directory")
+        if cert_file is None and os.path.isfile(defaults.openssl_cafile):
+            cafile = defaults.openssl_cafile
+        if cert_dir is None and os.path.isdir(defaults.openssl_capath):
+            capath = defaults.openssl_capath
+        if cafile or (capath and any(_HASHED_NAME.match(n) for n in os.listdir(capath))):
+            return cls(cafile, capath)
+        for candidate in _SYSTEM_CA_FILES:
+            if os.path.isfile(candidate):
+                return cls(candidate, None)
+        raise ConfigError(
+            "SSL_VERIFY=system: no system trust store found (OpenSSL's"
+            f" {defaults.openssl_cafile} and {defaults.openssl_capath} hold nothing, and none of"
+            f" {', '.join(_SYSTEM_CA_FILES)} exists). Fix: install the distribution's"
+            " ca-certificates package, or set SSL_CERT_FILE to a CA bundle"
+        )
+
+    @staticmethod
+    def _explicit(setting: Setting | None, exists: Callable[[str], bool], kind: str) -> str | None:
+        if setting is None:
+            return None
+        path = os.path.abspath(setting.value)
+        if not exists(path):
+            raise bad_value(
+                setting.label,
+                setting.value,
+                f"no such {kind}; OpenSSL would silently ignore it",
+                f"point {setting.key} at an existing {kind}, or unset it",
+            )
+        return path
+
+    def paths(self) -> list[str]:
+        """Returns the file and directory to watch for changes."""
+        return [p for p in (self.cafile, self.capath) if p]
+
+    def describe(self) -> str:
+        """Returns "the system trust store (file, directory)"."""
+        return f"the system trust store ({', '.join(self.paths())})"
