@@ -1,0 +1,209 @@
+"""SSL contexts: built once per trust configuration, frozen, shared, rebuilt when CA files change.
+
+Data flows one way: a `TrustPolicy` (plus, per request, a client certificate) names a
+`LiveContext`; its `current()` is the frozen `ssl.SSLContext` that urllib3 uses. Contexts are
+compared by identity in urllib3's pool keys, so a rebuilt context also means new pools.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import certifi
+
+from .bundles import CA, FileState, file_states
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .policy import TrustPolicy
+
+log = logging.getLogger("cmem_adapter")
+
+CHECK_INTERVAL = 1.0
+"""Seconds between looks at a context's CA files: a replaced file is trusted this soon."""
+
+ClientCert = tuple[str, ...]
+"""Absolute paths: (certificate file,) or (certificate file, key file)."""
+
+_FROZEN_ATTRIBUTES = frozenset({"verify_mode", "check_hostname"})
+
+
+class FrozenContext(ssl.SSLContext):
+    """An `ssl.SSLContext` that requests and urllib3 can use but no longer change.
+
+    After `freeze()`, setting `verify_mode` or `check_hostname` and loading CAs or a client
+    certificate are ignored. urllib3 does all of these to the context it is given, on every
+    new connection: it loads certifi or the ``verify`` path (requests#6726, urllib3#3623), the
+    client certificate (requests#6726), and copies the pool's ``cert_reqs`` into
+    ``verify_mode`` — on urllib3 2.0-2.7 even the origin's into the proxy's context
+    (urllib3#3472). Each would widen or weaken what a shared context trusts.
+    """
+
+    unverified_by_choice = False
+    """True for the context of an ``off`` policy: urllib3 is not asked to warn about it."""
+    _frozen = False
+
+    def freeze(self) -> None:
+        """Makes every later change by requests or urllib3 a no-op."""
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not (self._frozen and name in _FROZEN_ATTRIBUTES):
+            super().__setattr__(name, value)
+
+    def load_verify_locations(self, *args: Any, **kwargs: Any) -> None:
+        if not self._frozen:
+            super().load_verify_locations(*args, **kwargs)
+
+    def load_cert_chain(self, *args: Any, **kwargs: Any) -> None:
+        if not self._frozen:
+            super().load_cert_chain(*args, **kwargs)
+
+
+@functools.cache
+def _truststore_class() -> type[FrozenContext]:
+    # Imported on first use only: truststore costs about 5 ms to import.
+    import truststore
+
+    class FrozenTruststoreContext(FrozenContext, truststore.SSLContext):  # type: ignore[misc]
+        """truststore's OS-verified context, frozen like the others."""
+
+    return FrozenTruststoreContext
+
+
+def _verifying_context() -> FrozenContext:
+    context = FrozenContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    if sys.version_info >= (3, 13):
+        # As ssl.create_default_context() does from 3.13 (cpython#107361), and urllib3 >= 2.4
+        # for its own contexts: stock requests on this Python verifies the same way.
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    return context
+
+
+def _unverified_context(by_choice: bool) -> FrozenContext:
+    context = FrozenContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False  # before CERT_NONE, or ssl raises ValueError
+    context.verify_mode = ssl.CERT_NONE
+    context.unverified_by_choice = by_choice
+    return context
+
+
+def _load_ca(context: FrozenContext, ca: CA) -> tuple[FileState, ...]:
+    blocks, states = ca.read()
+    try:
+        context.load_verify_locations(cadata="\n".join(blocks))
+    except ssl.SSLError as e:
+        raise ca.unparsable(blocks, e) from None
+    return states
+
+
+def _load_client_cert(context: FrozenContext, cert: ClientCert) -> tuple[FileState, ...]:
+    states = file_states(cert)
+    try:
+        context.load_cert_chain(*cert)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(
+            f"cert= (client certificate) {' and '.join(cert)}: cannot be loaded ({e})."
+            " Fix: pass a PEM certificate file and its unencrypted key"
+        ) from None
+    return states
+
+
+def build(
+    policy: TrustPolicy, cert: ClientCert | None, by_request: bool
+) -> tuple[FrozenContext, tuple[FileState, ...]]:
+    """Returns a new frozen context for `policy` (and client certificate), and its files' state.
+
+    `by_request` marks an ``off`` context as a request's ``verify=False`` rather than the
+    policy's choice: urllib3 then warns about it as it always does.
+    """
+    states: tuple[FileState, ...] = ()
+    if policy.source == "off":
+        context = _unverified_context(by_choice=not by_request)
+    elif policy.source == "system" and policy.system_store is None:
+        context = _truststore_class()(ssl.PROTOCOL_TLS_CLIENT)
+    elif policy.source == "system":
+        store = policy.system_store
+        assert store is not None
+        context = FrozenContext(ssl.PROTOCOL_TLS_CLIENT)  # flags as truststore's inner context
+        states += file_states(store.paths())
+        context.load_verify_locations(cafile=store.cafile, capath=store.capath)
+    else:
+        context = _verifying_context()
+        if policy.source == "certifi":
+            # contents(), not where(): no file is extracted from a zipapp or frozen app.
+            context.load_verify_locations(cadata=certifi.contents())
+    if policy.ca is not None:
+        states += _load_ca(context, policy.ca)
+    if cert is not None:
+        states += _load_client_cert(context, cert)
+    context.freeze()
+    return context, states
+
+
+class LiveContext:
+    """The current context for one trust configuration; rebuilt when its files change.
+
+    Files are looked at no more than once per `CHECK_INTERVAL`, by the request that finds the
+    interval over; other threads keep using the current context meanwhile. A file that fails to
+    load keeps the last good context and logs one error per broken state, so there is never a
+    moment without verification.
+    """
+
+    def __init__(self, policy: TrustPolicy, cert: ClientCert | None, by_request: bool) -> None:
+        self._policy, self._cert, self._by_request = policy, cert, by_request
+        self._context, self._states = build(policy, cert, by_request)
+        self._next_check = time.monotonic() + CHECK_INTERVAL
+        self._failed: tuple[FileState, ...] | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> FrozenContext:
+        """Returns the context to use for a new connection now."""
+        if self._states and time.monotonic() >= self._next_check:
+            self._refresh()
+        return self._context
+
+    def _refresh(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next_check = time.monotonic() + CHECK_INTERVAL
+            states = file_states([path for path, _ in self._states])
+            if states in (self._states, self._failed):
+                return
+            try:
+                self._context, self._states = build(self._policy, self._cert, self._by_request)
+            except ConfigError as e:
+                self._failed = states
+                log.error("%s; keeping the CAs loaded before", e)
+            else:
+                log.info("Reloaded: %s", self._policy.describe())
+        finally:
+            self._lock.release()
+
+
+_live: dict[tuple[object, ...], LiveContext] = {}
+_live_lock = threading.Lock()
+
+
+def live_context(
+    policy: TrustPolicy, cert: ClientCert | None = None, *, by_request: bool = False
+) -> LiveContext:
+    """Returns the shared `LiveContext` for this policy and client certificate.
+
+    Equal policies share one; the first call builds it and raises `ConfigError` if it cannot.
+    """
+    key = (policy, cert, by_request and policy.source == "off")
+    live = _live.get(key)
+    if live is None:
+        with _live_lock:
+            live = _live.get(key)
+            if live is None:
+                live = _live[key] = LiveContext(policy, cert, key[2])
+    return live
