@@ -1,0 +1,143 @@
+"""Putting adapters where requests will use them: on a session, host-exact, or on every session."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.exceptions import RequestException
+from requests.models import PreparedRequest
+
+from .adapter import TrustAdapter
+from .config import CMEM_BASE_URI, CmemcConfig
+from .errors import ConfigError
+from .policy import TrustPolicy
+from .settings import first
+
+log = logging.getLogger("cmem_adapter")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def mount_prefixes(base_url: str) -> list[str]:
+    """Returns the session prefixes that match `base_url`'s origin and nothing else.
+
+    The host is lower-cased and IDNA-encoded as requests does it, each prefix ends in "/" (so
+    ``https://h:8443`` never matches ``https://h:8443.evil.net/`` or ``https://h:8443@evil``),
+    and the default port is mounted both with and without its number. The path is ignored:
+    trust belongs to the origin. Raises `ConfigError` for anything that is not such a URL.
+    """
+    prepared = PreparedRequest()
+    try:
+        prepared.prepare_url(base_url, None)
+        parts = urlsplit(prepared.url or "")
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except (RequestException, ValueError) as e:
+        raise _bad_base(base_url, f"not a URL ({e})") from None
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise _bad_base(base_url, "not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise _bad_base(base_url, "it holds credentials, which a mount prefix cannot match")
+    netloc = f"[{host}]" if ":" in host else host
+    default = _DEFAULT_PORTS[scheme]
+    if port is None or port == default:
+        return [f"{scheme}://{netloc}/", f"{scheme}://{netloc}:{default}/"]
+    return [f"{scheme}://{netloc}:{port}/"]
+
+
+def _bad_base(base_url: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"base URL {base_url!r}: {problem}. Fix: pass the server's address, e.g."
+        " https://cmem.example.com or https://127.0.0.1:8443"
+    )
+
+
+def mount(
+    session: requests.Session,
+    base_url: str,
+    policy: TrustPolicy | None = None,
+    **adapter_kwargs: Any,
+) -> TrustAdapter:
+    """Returns a new `TrustAdapter` mounted on `session` for `base_url`'s origin only.
+
+    The adapter also refuses to send a request for any other origin. `policy` defaults to
+    `TrustPolicy.from_env()`; `adapter_kwargs` go to `TrustAdapter`.
+    """
+    prefixes = mount_prefixes(base_url)
+    adapter = TrustAdapter(policy, **adapter_kwargs)
+    adapter.bind(prefixes[0])
+    for prefix in prefixes:
+        session.mount(prefix, adapter)
+    log.debug("Mounted TrustAdapter (%s) on %s", adapter.policy.source, ", ".join(prefixes))
+    return adapter
+
+
+def mount_from_config(
+    session: requests.Session,
+    connection: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> TrustAdapter:
+    """Returns a `TrustAdapter` mounted on the connection's ``CMEM_BASE_URI``, cmemc-style.
+
+    The policy and the base URL come from cmemc's config.ini section (see
+    `TrustPolicy.from_config`); a section without ``CMEM_BASE_URI`` raises `ConfigError`.
+    """
+    config = CmemcConfig.load(config_file, os.environ)
+    layers = config.layers(connection, os.environ)
+    base = first(layers, CMEM_BASE_URI)
+    if base is None:
+        where = f" in {config.path}" if config.path else ""
+        raise ConfigError(
+            f"{CMEM_BASE_URI} is not set for this connection{where} nor in the environment."
+            f" Fix: add {CMEM_BASE_URI}=https://your.cmem.host to the section"
+        )
+    policy = TrustPolicy.resolve(layers, os.environ)
+    return mount(session, base.value, policy)
+
+
+_install_lock = threading.Lock()
+_original_init: Callable[..., None] | None = None
+
+
+def install(policy: TrustPolicy | None = None, base_url: str | None = None) -> None:
+    """Makes every `requests.Session` created from now on mount a `TrustAdapter`.
+
+    That includes the throw-away session inside ``requests.get()`` and friends. The adapter is
+    mounted for `base_url`'s origin only, or for every ``https://`` and ``http://`` URL (the
+    latter for the TLS hop to an ``https://`` proxy). `policy` defaults to
+    `TrustPolicy.from_env()`, resolved once, here. Calling it again replaces the settings;
+    `ssl` is never patched, only ``requests.Session.__init__``.
+    """
+    global _original_init
+    chosen = TrustPolicy.from_env() if policy is None else policy
+    prefixes = mount_prefixes(base_url) if base_url else ["https://", "http://"]
+    with _install_lock:
+        original = _original_init or requests.Session.__init__
+
+        @functools.wraps(original)
+        def __init__(session: requests.Session, *args: Any, **kwargs: Any) -> None:
+            original(session, *args, **kwargs)
+            adapter = TrustAdapter(chosen)
+            if base_url:
+                adapter.bind(prefixes[0])
+            for prefix in prefixes:
+                session.mount(prefix, adapter)
+
+        requests.Session.__init__ = __init__  # type: ignore[method-assign,assignment]
+        _original_init = original
+    log.debug("Installed: new sessions mount TrustAdapter (%s) on %s", chosen.source, prefixes)
+
+
+def uninstall() -> None:
+    """Restores ``requests.Session.__init__`` exactly as it was before `install`."""
+    global _original_init
+    with _install_lock:
+        if _original_init is not None:
+            requests.Session.__init__ = _original_init  # type: ignore[method-assign]
+            _original_init = None
