@@ -158,8 +158,11 @@ class TrustPolicy:
         if source == "system" and not _USES_TRUSTSTORE:
             env = Layer("env", environ)
             cert_file, cert_dir = env.get(SSL_CERT_FILE), env.get(SSL_CERT_DIR)
+            for setting in (cert_file, cert_dir):
+                if setting is not None:
+                    log.debug("%s", setting)
+                    settings += (setting,)
             store = SystemStore.find(cert_file, cert_dir)
-            settings += tuple(s for s in (cert_file, cert_dir) if s is not None)
         policy = cls(source, ca, store, settings)
         log.debug("%s", policy.describe())
         return policy

@@ -134,9 +134,7 @@ def test_bad_value_in_config_names_file_and_section(tmp_path: Path) -> None:
         TrustPolicy.from_config("c", config, {})
 
 
-def test_secrets_are_never_logged_or_shown(
-    config: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_secrets_are_never_logged_or_shown(config: str, caplog: pytest.LogCaptureFixture) -> None:
     TrustPolicy.from_config("prod", config, {})
     settings = CmemcConfig.load(config, {}).settings("prod", {})
     shown = [str(s) for s in settings]

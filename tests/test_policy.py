@@ -81,9 +81,7 @@ def test_empty_bundle_values_count_as_unset() -> None:
     assert resolved({"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "  "}) == ("certifi", None)
 
 
-def test_environ_mapping_replaces_os_environ(
-    monkeypatch: pytest.MonkeyPatch, ca_file: str
-) -> None:
+def test_environ_mapping_replaces_os_environ(monkeypatch: pytest.MonkeyPatch, ca_file: str) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
     monkeypatch.setenv("SSL_VERIFY", "false")
     assert resolved({}) == ("certifi", None)
@@ -255,7 +253,7 @@ def test_system_source_honours_ssl_cert_file(ca_file: str, tmp_path: Path) -> No
 
 def test_system_source_refuses_a_missing_ssl_cert_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.pem")
-    with pytest.raises(ConfigError, match="SSL_CERT_FILE set by env to .*OpenSSL would silently"):
+    with pytest.raises(ConfigError, match=r"SSL_CERT_FILE set by env to .*OpenSSL would silently"):
         TrustPolicy.from_env({"SSL_VERIFY": "system", "SSL_CERT_FILE": missing})
 
 
