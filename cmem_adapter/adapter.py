@@ -76,7 +76,7 @@ class TrustAdapter(HTTPAdapter):
 
     def _connect_contexts(self) -> None:
         self._origin: LiveContext = live_context(self.policy)
-        self._proxy: LiveContext = live_context(self.proxy_policy)
+        self._proxy: LiveContext = live_context(self.proxy_policy, proxy_hop=True)
         self._bound: Origin | None = origin_of(self.bound_to) if self.bound_to else None
         self._request_policies: dict[str, TrustPolicy] = {}
         self._send_args = threading.local()
@@ -205,7 +205,7 @@ class TrustAdapter(HTTPAdapter):
         if self.enforce or not _chosen(verify):
             live = self._origin if client_cert is None else live_context(self.policy, client_cert)
         elif verify is False:
-            live = live_context(TrustPolicy.off(), client_cert, by_request=True)
+            live = live_context(TrustPolicy("off"), client_cert, by_request=True)
         else:
             path = os.path.abspath(os.fsdecode(verify))
             policy = self._request_policies.get(path)

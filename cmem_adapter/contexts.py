@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import ssl
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import certifi
+from urllib3._version import __version__ as urllib3_version
 
 from .bundles import CA, FileState, file_states
 from .errors import ConfigError
@@ -32,6 +34,12 @@ ClientCert = tuple[str, ...]
 """Absolute paths: (certificate file,) or (certificate file, key file)."""
 
 _FROZEN_ATTRIBUTES = frozenset({"verify_mode", "check_hostname"})
+
+URLLIB3_MATCHES_NAMES = urllib3_version.startswith("1.")
+"""urllib3 1.26 matches host names itself and gives `ssl` no server_hostname for an IP address,
+which a context with check_hostname refuses ("check_hostname requires server_hostname"). But
+it matches nothing on the TLS hop to an ``https://`` proxy given its own context. So on 1.26
+origin contexts leave names to urllib3, and proxy-hop contexts check them (a variant of each)."""
 
 
 class FrozenContext(ssl.SSLContext):
@@ -64,6 +72,31 @@ class FrozenContext(ssl.SSLContext):
     def load_cert_chain(self, *args: Any, **kwargs: Any) -> None:
         if not self._frozen:
             super().load_cert_chain(*args, **kwargs)
+
+    def wrap_socket(
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        """Wraps `sock`; without a server_hostname, the address `sock` is connected to is checked.
+
+        Only urllib3 1.26 leaves server_hostname out, and only for an IP-address host: that
+        address is the one connected to, on the only hop where this context checks names.
+        """
+        if server_hostname is None and self.check_hostname and not server_side:
+            server_hostname = sock.getpeername()[0]
+        return super().wrap_socket(
+            sock,
+            server_side,
+            do_handshake_on_connect,
+            suppress_ragged_eofs,
+            server_hostname,
+            session,
+        )
 
 
 @functools.cache
@@ -116,12 +149,13 @@ def _load_client_cert(context: FrozenContext, cert: ClientCert) -> tuple[FileSta
 
 
 def build(
-    policy: TrustPolicy, cert: ClientCert | None, by_request: bool
+    policy: TrustPolicy, cert: ClientCert | None, by_request: bool, proxy_hop: bool
 ) -> tuple[FrozenContext, tuple[FileState, ...]]:
     """Returns a new frozen context for `policy` (and client certificate), and its files' state.
 
     `by_request` marks an ``off`` context as a request's ``verify=False`` rather than the
-    policy's choice: urllib3 then warns about it as it always does.
+    policy's choice: urllib3 then warns about it as it always does. `proxy_hop` asks for the
+    context of the TLS hop to an ``https://`` proxy (see `URLLIB3_MATCHES_NAMES`).
     """
     states: tuple[FileState, ...] = ()
     if policy.source == "off":
@@ -143,6 +177,8 @@ def build(
         states += _load_ca(context, policy.ca)
     if cert is not None:
         states += _load_client_cert(context, cert)
+    if URLLIB3_MATCHES_NAMES and not proxy_hop:
+        context.check_hostname = False
     context.freeze()
     return context, states
 
@@ -156,9 +192,11 @@ class LiveContext:
     moment without verification.
     """
 
-    def __init__(self, policy: TrustPolicy, cert: ClientCert | None, by_request: bool) -> None:
-        self._policy, self._cert, self._by_request = policy, cert, by_request
-        self._context, self._states = build(policy, cert, by_request)
+    def __init__(
+        self, policy: TrustPolicy, cert: ClientCert | None, by_request: bool, proxy_hop: bool
+    ) -> None:
+        self._build_args = (policy, cert, by_request, proxy_hop)
+        self._context, self._states = build(*self._build_args)
         self._next_check = time.monotonic() + CHECK_INTERVAL
         self._failed: tuple[FileState, ...] | None = None
         self._lock = threading.Lock()
@@ -178,12 +216,12 @@ class LiveContext:
             if states in (self._states, self._failed):
                 return
             try:
-                self._context, self._states = build(self._policy, self._cert, self._by_request)
+                self._context, self._states = build(*self._build_args)
             except ConfigError as e:
                 self._failed = states
                 log.error("%s; keeping the CAs loaded before", e)
             else:
-                log.info("Reloaded: %s", self._policy.describe())
+                log.info("Reloaded: %s", self._build_args[0].describe())
         finally:
             self._lock.release()
 
@@ -193,17 +231,26 @@ _live_lock = threading.Lock()
 
 
 def live_context(
-    policy: TrustPolicy, cert: ClientCert | None = None, *, by_request: bool = False
+    policy: TrustPolicy,
+    cert: ClientCert | None = None,
+    *,
+    by_request: bool = False,
+    proxy_hop: bool = False,
 ) -> LiveContext:
     """Returns the shared `LiveContext` for this policy and client certificate.
 
     Equal policies share one; the first call builds it and raises `ConfigError` if it cannot.
     """
-    key = (policy, cert, by_request and policy.source == "off")
+    key = (
+        policy,
+        cert,
+        by_request and policy.source == "off",
+        proxy_hop and URLLIB3_MATCHES_NAMES and policy.source != "off",
+    )
     live = _live.get(key)
     if live is None:
         with _live_lock:
             live = _live.get(key)
             if live is None:
-                live = _live[key] = LiveContext(policy, cert, key[2])
+                live = _live[key] = LiveContext(*key)
     return live

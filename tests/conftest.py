@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from servers import HTTPSServer
 
 from cmem_adapter import contexts, policy, uninstall
 
@@ -75,3 +76,26 @@ def other_ca_file(other_ca: trustme.CA, tmp_path: Path) -> str:
     path = tmp_path / "other-ca.pem"
     other_ca.cert_pem.write_to_path(str(path))
     return str(path)
+
+
+def issue_files(ca: trustme.CA, directory: Path, name: str, *hosts: str) -> tuple[str, str]:
+    """Returns (certificate chain file, key file) for `hosts`, signed by `ca`."""
+    cert = ca.issue_cert(*(hosts or ("127.0.0.1", "localhost")))
+    chain, key = directory / f"{name}.pem", directory / f"{name}.key"
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key))
+    return str(chain), str(key)
+
+
+@pytest.fixture
+def server(ca: trustme.CA, tmp_path: Path) -> Iterator[HTTPSServer]:
+    """Returns a running HTTPS server signed by `ca`."""
+    with HTTPSServer(*issue_files(ca, tmp_path, "server"), name="server") as running:
+        yield running
+
+
+@pytest.fixture
+def rogue_server(other_ca: trustme.CA, tmp_path: Path) -> Iterator[HTTPSServer]:
+    """Returns a running HTTPS server signed by `other_ca`: any policy here should refuse it."""
+    with HTTPSServer(*issue_files(other_ca, tmp_path, "rogue"), name="rogue") as running:
+        yield running
