@@ -1,0 +1,105 @@
+"""Test sessions. ``nox`` runs what CI runs; ``nox -s matrix`` runs every supported combination.
+
+Interpreters: nox looks for python3.X on PATH; pyenv's installed versions are added to it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = True
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+NEWEST = ""
+
+# Every requests/urllib3 pair pip accepts ("" is the newest release; "X.Y" means X.Y.*).
+# requests < 2.30 pins urllib3 < 1.27. Each requests line differs in how an adapter gets
+# its pool: get_connection (<= 2.31), _get_connection (2.32.0, yanked), get_connection_with_
+# tls_context (2.32.2), build_connection_pool_key_attributes (2.32.3+), and in whether it
+# preloads a certifi context (2.32.0-2.32.4).
+PAIRS = [("2.25.1", "1.26"), ("2.28.2", "1.26")] + [
+    (requests, urllib3)
+    for requests in ("2.31.0", "2.32.0", "2.32.2", "2.32.3", "2.32.5", NEWEST)
+    for urllib3 in ("1.26", "2.0", "2.7", NEWEST)
+]
+
+# What CI runs (about 10 minutes): each hook generation, both urllib3 lines, every Python.
+CI_ROWS = [
+    ("3.10", "2.25.1", "1.26"),
+    ("3.11", "2.31.0", "1.26"),
+    ("3.11", "2.31.0", "2.0"),
+    ("3.12", "2.32.0", "2.7"),
+    ("3.12", "2.32.2", NEWEST),
+    ("3.13", "2.32.3", "1.26"),
+    ("3.13", "2.32.5", "2.7"),
+    ("3.10", NEWEST, NEWEST),
+    ("3.13", NEWEST, NEWEST),
+]
+
+
+def _add_pyenv_interpreters() -> None:
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(os.path.join(root, "versions", "3.1[0-9].*", "bin")))
+    if found:
+        os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_add_pyenv_interpreters()
+
+
+def _requirement(name: str, version: str) -> str:
+    if not version:
+        return name
+    return f"{name}=={version}" if version.count(".") == 2 else f"{name}=={version}.*"
+
+
+def _id(requests: str, urllib3: str) -> str:
+    return f"requests-{requests or 'newest'}+urllib3-{urllib3 or 'newest'}"
+
+
+def _run_tests(session: nox.Session, requests: str, urllib3: str) -> None:
+    session.install(".[test]", _requirement("requests", requests), _requirement("urllib3", urllib3))
+    session.run(
+        "python",
+        "-c",
+        "import ssl, sys, requests, urllib3, certifi, truststore;"
+        "print(sys.version.split()[0], ssl.OPENSSL_VERSION, 'requests', requests.__version__,"
+        " 'urllib3', urllib3.__version__, 'truststore', truststore.__version__)",
+    )
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+@nox.parametrize(
+    ("python", "requests", "urllib3"),
+    [nox.param(*row, id=f"{row[0]}-{_id(*row[1:])}") for row in CI_ROWS],
+)
+def tests(session: nox.Session, requests: str, urllib3: str) -> None:
+    """The test suite on the CI subset of the matrix."""
+    _run_tests(session, requests, urllib3)
+
+
+@nox.session(python=PYTHONS, default=False)
+@nox.parametrize(("requests", "urllib3"), [nox.param(*pair, id=_id(*pair)) for pair in PAIRS])
+def matrix(session: nox.Session, requests: str, urllib3: str) -> None:
+    """The test suite on every supported Python x requests x urllib3 combination."""
+    _run_tests(session, requests, urllib3)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def mypy(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install(".", "mypy")
+    session.run("mypy", "--strict", "cmem_adapter")
