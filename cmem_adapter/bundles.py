@@ -9,8 +9,7 @@ import os
 import re
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal, NamedTuple, Union
 
 from .errors import ConfigError, bad_value
 from .settings import Setting
@@ -50,15 +49,23 @@ def file_states(paths: Sequence[str]) -> tuple[FileState, ...]:
     return tuple(states)
 
 
-@dataclass(frozen=True)
-class CA:
+class CA(NamedTuple):
     """CA certificates to trust: a PEM file, a directory of PEM files, or PEM text."""
 
     kind: Literal["file", "dir", "pem"]
     value: str
     """The absolute path, or the PEM text itself."""
-    setting: Setting = field(compare=False)
-    """The setting that named these CAs, for messages."""
+    setting: Setting
+    """The setting that named these CAs, for messages; not part of equality."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CA) and (self.kind, self.value) == (other.kind, other.value)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.value))
 
     @classmethod
     def locate(
@@ -192,8 +199,7 @@ class CA:
         return blocks, states
 
 
-@dataclass(frozen=True)
-class SystemStore:
+class SystemStore(NamedTuple):
     """The files that hold the operating system's trust store on Linux and other Unix systems.
 
     They are the ones truststore would use: OpenSSL's default paths, honouring

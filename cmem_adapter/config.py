@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import configparser
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import ConfigError
 from .settings import Layer, Setting, first
@@ -38,13 +37,12 @@ def default_config_file(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "cmemc", "config.ini")
 
 
-@dataclass(frozen=True)
-class CmemcConfig:
+class CmemcConfig(NamedTuple):
     """The sections of one config.ini file, keys upper-cased, ``[DEFAULT]`` not merged in."""
 
     path: str | None
     """The file read, or None when the default file does not exist."""
-    sections: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    sections: Mapping[str, Mapping[str, str]] = {}
 
     @classmethod
     def load(
@@ -63,6 +61,8 @@ class CmemcConfig:
             path, named_by = default_config_file(environ), ""
             if not os.path.exists(path):
                 return cls(None)
+        import configparser  # here: it costs about 1 ms to import, and most users have no file
+
         # A default_section no file can name: [DEFAULT] is read as a plain section, so that
         # its values are not merged into every other section and keep their own origin.
         parser = configparser.ConfigParser(interpolation=None, default_section="\0")

@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import certifi
@@ -36,31 +35,58 @@ OFF_WARNING = "SSL verification is disabled (SSL_VERIFY=False)."
 _USES_TRUSTSTORE = sys.platform in ("darwin", "win32")
 
 
-@dataclass(frozen=True, repr=False)
 class TrustPolicy:
     """What one connection trusts: exactly one source, plus extra CAs for certifi and system.
 
     Build it with a constructor (`certifi`, `bundle`, `system`, `off`, `from_env`,
     `from_config`). Building loads the CAs, so every problem raises `ConfigError` here, not at
-    request time. Equal policies share one SSL context.
+    request time. Policies are immutable values; equal policies share one SSL context.
     """
 
-    source: Source
-    ca: CA | None = None
-    """For ``bundle``, the CAs trusted; for ``certifi`` and ``system``, extra CAs."""
-    system_store: SystemStore | None = None
-    """For ``system`` outside macOS and Windows, the files holding the OS trust store."""
-    settings: tuple[Setting, ...] = field(default=(), compare=False)
-    """The settings that chose this policy, each with its origin."""
+    __slots__ = ("ca", "settings", "source", "system_store")
 
-    def __post_init__(self) -> None:
-        if self.source not in ("certifi", "bundle", "system", "off"):
+    source: Source
+    ca: CA | None
+    """For ``bundle``, the CAs trusted; for ``certifi`` and ``system``, extra CAs."""
+    system_store: SystemStore | None
+    """For ``system`` outside macOS and Windows, the files holding the OS trust store."""
+    settings: tuple[Setting, ...]
+    """The settings that chose this policy, each with its origin (not part of equality)."""
+
+    def __init__(
+        self,
+        source: Source,
+        ca: CA | None = None,
+        system_store: SystemStore | None = None,
+        settings: tuple[Setting, ...] = (),
+    ) -> None:
+        if source not in ("certifi", "bundle", "system", "off"):
             raise ConfigError(
-                f"TrustPolicy source {self.source!r} is not one of certifi, bundle, system, off"
+                f"TrustPolicy source {source!r} is not one of certifi, bundle, system, off"
             )
-        if (self.source == "bundle" and self.ca is None) or (self.source == "off" and self.ca):
-            raise ConfigError(f"build this policy with TrustPolicy.{self.source}()")
+        if (source == "bundle" and ca is None) or (source == "off" and ca is not None):
+            raise ConfigError(f"build this policy with TrustPolicy.{source}()")
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "ca", ca)
+        object.__setattr__(self, "system_store", system_store)
+        object.__setattr__(self, "settings", settings)
         live_context(self)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("TrustPolicy is immutable")
+
+    def _key(self) -> tuple[object, ...]:
+        return self.source, self.ca, self.system_store
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrustPolicy) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Unpickling builds the policy again, and with it the context (contexts cannot travel).
+        return TrustPolicy, (self.source, self.ca, self.system_store, self.settings)
 
     @classmethod
     def certifi(cls, extra_ca: CAInput | None = None) -> TrustPolicy:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import bad_value
 
@@ -26,8 +25,7 @@ _VERIFY_WORDS: dict[str, VerifyMode] = {
 }
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One configuration value, with the layer that set it."""
 
     key: str
@@ -56,8 +54,7 @@ class Setting:
         return said if self.secret else f"{said} to {self.value}"
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(NamedTuple):
     """One source of settings (arguments, a config section, the environment, ...)."""
 
     origin: Origin
