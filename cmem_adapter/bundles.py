@@ -20,6 +20,8 @@ _CERTIFICATE = re.compile(
     re.DOTALL,
 )
 _PEM_LABEL = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_BINARY = re.compile(r"[^\x20-\x7e\s]")
+"""A character no text file has: with a leading 0x30 (SEQUENCE), the sign of DER."""
 
 # truststore's fallback list (truststore/_openssl.py, after certifi-system-store by C. Heimes),
 # tried when OpenSSL's compiled-in default paths hold nothing.
@@ -87,8 +89,15 @@ class CA(NamedTuple):
         for candidate in tried:
             if os.path.isdir(candidate):
                 return cls("dir", candidate, setting)
-            if os.path.exists(candidate):
+            if os.path.isfile(candidate):
                 return cls("file", candidate, setting)
+            if os.path.exists(candidate):
+                raise bad_value(
+                    setting.label,
+                    path,
+                    f"{candidate} is not a regular file or directory",
+                    f"point {setting.key} at a PEM file or a directory of PEM files",
+                )
         raise bad_value(
             setting.label,
             path,
@@ -107,23 +116,35 @@ class CA(NamedTuple):
         empty, DER, a key, garbage).
         """
         if self.kind == "pem":
-            return self._certificates(self.value.encode("latin-1"), "the PEM text"), ()
+            return self._certificates(self.value, "the PEM text"), ()
         if self.kind == "file":
             states = file_states([self.value])
-            return self._certificates(self._read_bytes(self.value), "the file"), states
+            return self._certificates(self._read_text(self.value), "the file"), states
         return self._read_directory()
 
-    def unparsable(self, blocks: Sequence[str], error: ssl.SSLError) -> ConfigError:
-        """Returns the error for certificate blocks OpenSSL refused, naming the first bad one."""
+    def load_into(self, context: ssl.SSLContext) -> tuple[FileState, ...]:
+        """Loads these CAs into `context`; returns the state of the files they came from.
+
+        Raises `ConfigError` when OpenSSL refuses a certificate, naming the first bad one.
+        """
+        blocks, states = self.read()
+        try:
+            context.load_verify_locations(cadata="\n".join(blocks))
+        except (ssl.SSLError, TypeError, ValueError) as e:  # TypeError: non-ASCII text
+            raise self._unparsable(blocks, e) from None
+        return states
+
+    def _unparsable(self, blocks: Sequence[str], error: Exception) -> ConfigError:
         which = "the certificates"
         for number, block in enumerate(blocks, 1):
             try:
                 ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=block)
-            except ssl.SSLError as block_error:
+            except (ssl.SSLError, TypeError, ValueError) as block_error:
                 which, error = f"certificate #{number} of {len(blocks)}", block_error
                 break
+        reason = getattr(error, "reason", None) or error
         return self._bad(
-            f"{which} could not be parsed ({error.reason or error})",
+            f"{which} could not be parsed ({reason})",
             "replace the damaged certificate with a good PEM copy",
         )
 
@@ -131,10 +152,11 @@ class CA(NamedTuple):
         value = f"PEM text ({len(self.value)} characters)" if self.kind == "pem" else self.value
         return bad_value(self.setting.label, value, problem, fix)
 
-    def _read_bytes(self, path: str) -> bytes:
+    def _read_text(self, path: str) -> str:
+        """Returns the file's bytes as latin-1 text: PEM is ASCII, anything else stays visible."""
         try:
             with open(path, "rb") as f:
-                return f.read()
+                return f.read().decode("latin-1")
         except FileNotFoundError:
             raise self._bad(
                 f"{path} no longer exists", f"point {self.setting.key} at an existing PEM file"
@@ -145,8 +167,7 @@ class CA(NamedTuple):
                 f"make it readable for this user, or point {self.setting.key} at a readable copy",
             ) from None
 
-    def _certificates(self, data: bytes, what: str) -> list[str]:
-        text = data.decode("latin-1")
+    def _certificates(self, text: str, what: str) -> list[str]:
         blocks = _CERTIFICATE.findall(text)
         if blocks:
             return blocks
@@ -156,7 +177,7 @@ class CA(NamedTuple):
                 f"{what} is empty", f"point {key} at a PEM file holding CA certificates"
             )
         labels = sorted(set(_PEM_LABEL.findall(text)))
-        if not labels and data[:1] == b"\x30":
+        if not labels and text[:1] == "\x30" and _BINARY.search(text[:64]):
             raise self._bad(
                 f"{what} is DER (binary), not PEM",
                 f"convert it with 'openssl x509 -inform der -in {self.value} -out ca.pem'"
@@ -190,7 +211,7 @@ class CA(NamedTuple):
         states = file_states([self.value, *paths])
         blocks: list[str] = []
         for path in paths:
-            blocks += _CERTIFICATE.findall(self._read_bytes(path).decode("latin-1"))
+            blocks += _CERTIFICATE.findall(self._read_text(path))
         if not blocks:
             raise self._bad(
                 f"the directory holds no PEM certificate ({len(paths)} files looked at)",

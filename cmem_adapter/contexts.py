@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import certifi
 from urllib3._version import __version__ as urllib3_version
 
-from .bundles import CA, FileState, file_states
+from .bundles import FileState, file_states
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -127,15 +127,6 @@ def _unverified_context(by_choice: bool) -> FrozenContext:
     return context
 
 
-def _load_ca(context: FrozenContext, ca: CA) -> tuple[FileState, ...]:
-    blocks, states = ca.read()
-    try:
-        context.load_verify_locations(cadata="\n".join(blocks))
-    except ssl.SSLError as e:
-        raise ca.unparsable(blocks, e) from None
-    return states
-
-
 def _load_client_cert(context: FrozenContext, cert: ClientCert) -> tuple[FileState, ...]:
     states = file_states(cert)
     try:
@@ -174,7 +165,7 @@ def build(
             # contents(), not where(): no file is extracted from a zipapp or frozen app.
             context.load_verify_locations(cadata=certifi.contents())
     if policy.ca is not None:
-        states += _load_ca(context, policy.ca)
+        states += policy.ca.load_into(context)
     if cert is not None:
         states += _load_client_cert(context, cert)
     if URLLIB3_MATCHES_NAMES and not proxy_hop:

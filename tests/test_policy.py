@@ -130,6 +130,8 @@ BAD_FILES = {
     "ec key only": (pem_block("EC PRIVATE KEY"), "holds a private key but no certificate"),
     "certificate-less": (pem_block("PUBLIC KEY") + pem_block("X509 CRL"), "holds no certificate"),
     "broken certificate": (pem_block("CERTIFICATE", b"MIIB" + b"A" * 60), "could not be parsed"),
+    "non-ASCII certificate": (pem_block("CERTIFICATE", "é".encode()), "could not be parsed"),
+    "text starting with 0": (b"0 certificates here\n", "is not PEM"),
 }
 
 
@@ -192,6 +194,15 @@ def test_a_file_that_fails_to_read_is_refused() -> None:
     # Reading /proc/self/mem from offset 0 fails with EIO, even for root.
     with pytest.raises(ConfigError, match=r"cannot read /proc/self/mem \(Input/output error\)"):
         TrustPolicy.bundle("/proc/self/mem")
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/null"])
+def test_devices_are_refused_not_read(special: str, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (special, str(fifo)):
+        with pytest.raises(ConfigError, match="is not a regular file or directory"):
+            TrustPolicy.from_env({"REQUESTS_CA_BUNDLE": path})
 
 
 def test_empty_directory_is_refused(tmp_path: Path) -> None:
