@@ -108,7 +108,7 @@ class TrustAdapter(HTTPAdapter):
             context = self._proxy.current()
             if known is not None and known.proxy_config.ssl_context is not context:
                 # The proxy's CA files changed; requests keeps one manager per proxy URL.
-                del self.proxy_manager[proxy]
+                self.proxy_manager.pop(proxy, None)
                 known.clear()
             proxy_kwargs["proxy_ssl_context"] = context
         manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
@@ -149,13 +149,20 @@ class TrustAdapter(HTTPAdapter):
             url, getattr(args, "verify", True), proxies, getattr(args, "cert", None)
         )
 
-    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> Response:
         """Sends `request` like `HTTPAdapter.send`."""
         # requests <= 2.31 asks get_connection(url, proxies) for the pool, without verify or
         # cert (the root of CVE-2024-35195): keep them for it, per thread.
-        self._send_args.verify = kwargs.get("verify", True)
-        self._send_args.cert = kwargs.get("cert")
-        return super().send(request, *args, **kwargs)
+        self._send_args.verify, self._send_args.cert = verify, cert
+        return super().send(request, stream, timeout, verify, cert, proxies)
 
     def cert_verify(self, conn: HTTPConnectionPool, url: str, verify: Any, cert: Any) -> None:
         """Leaves the pool as `_pool_for` built it: its context holds trust and client cert.
@@ -169,9 +176,10 @@ class TrustAdapter(HTTPAdapter):
     ) -> HTTPConnectionPool:
         target = urlsplit(url)
         if self._bound is not None and origin_of(target) != self._bound:
+            scheme, host, port = origin_of(target)
             raise InvalidURL(
                 f"This TrustAdapter is mounted for {self.bound_to} only; it refuses to send a"
-                f" request for {target.hostname!r} ({url.split('?')[0]})"
+                f" request for {scheme}://{host}:{port}/"
             )
         scheme = target.scheme.lower()
         proxy = select_proxy(url, proxies)

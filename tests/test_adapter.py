@@ -445,6 +445,9 @@ def test_bound_adapter_refuses_other_hosts(
         session.get(rogue_server.url, timeout=10)
     assert server.url in str(raised.value)
     assert f"127.0.0.1:{rogue_server.port}" in str(raised.value)
+    with pytest.raises(requests.exceptions.InvalidURL) as raised:
+        session.get(rogue_server.url.replace("//", "//user:s3cret@"), timeout=10)
+    assert "s3cret" not in str(raised.value)
     assert rogue_server.connections == 0
 
 
