@@ -1,0 +1,505 @@
+"""The ``cmem-adapter`` command line: check, show, fetch-chain, demo and run (DESIGN §7)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import logging
+import logging.handlers
+import os
+import runpy
+import socketserver
+import ssl
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+
+from ._throwaway_ca import ThrowawayCA
+from .adapter import without_credentials
+from .config import CMEMC_CONNECTION, CmemcConfig, default_config_file
+from .errors import ConfigError
+from .mounting import install, mount
+from .policy import TrustPolicy
+from .probe import (
+    TIMEOUT,
+    Presented,
+    ProbeError,
+    Refusal,
+    Route,
+    causes,
+    fetch_chain,
+    other_sources,
+    plain,
+    verify,
+)
+from .settings import Setting
+
+log = logging.getLogger("cmem_adapter")
+
+DEBUG_FORMAT = "[%(asctime)s] %(message)s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Returns the exit code of the command in `argv` (default: the process's arguments).
+
+    0 for success, 1 when the server or the script failed, 2 for a configuration or usage
+    error. ``run`` ends the process with the script's own exit code.
+    """
+    args = _parser().parse_args(argv)
+    if not args.debug:
+        return _command(args)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(DEBUG_FORMAT))
+    with _logging_to(handler):
+        return _command(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cmem-adapter",
+        description="Which CAs a requests connection trusts, and why (see the cmem_adapter docs).",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the library's debug lines to stderr"
+    )
+    parser.add_argument(
+        "--config-file", metavar="FILE", help="cmemc's config.ini (default: as cmemc)"
+    )
+    parser.add_argument("-c", "--connection", metavar="NAME", help="the config.ini section to use")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser("check", help="request URL and explain how it was verified")
+    check.add_argument("url", metavar="URL")
+    commands.add_parser("show", help="show the resolved configuration and where it came from")
+    fetch = commands.add_parser(
+        "fetch-chain", help="save the certificates a server presents, unverified, as PEM"
+    )
+    fetch.add_argument("url", metavar="URL")
+    fetch.add_argument("-o", "--output", metavar="FILE", help="PEM file (default: stdout)")
+    commands.add_parser("demo", help="show each trust source against a loopback server")
+    run = commands.add_parser("run", help="run a Python script with the adapter installed")
+    run.add_argument("script", metavar="SCRIPT")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    return parser
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "demo":  # no outer configuration at all
+        return _demo()
+    try:
+        policy = TrustPolicy.from_config(args.connection, args.config_file)
+    except ConfigError as e:
+        return _error(e, 2)
+    return _COMMANDS[args.command](args, policy)
+
+
+def _error(message: object, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _logging_to(handler: logging.Handler) -> Iterator[None]:
+    """Sends the library's log records, debug lines included, to `handler` meanwhile."""
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+# check
+
+
+def _check(args: argparse.Namespace, policy: TrustPolicy) -> int:
+    """Requests the URL as the library would; 0 when the server was accepted, any HTTP status."""
+    shown = without_credentials(args.url)
+    with requests.Session() as session:
+        try:
+            mount(session, args.url, policy)
+        except ConfigError as e:
+            return _error(e, 2)
+        _print_source(policy)
+        try:
+            # trust_env stays on, for the environment's proxies; the adapter ignores the
+            # verify= that requests takes from REQUESTS_CA_BUNDLE: the policy decides.
+            with session.get(args.url, timeout=TIMEOUT, allow_redirects=False, stream=True) as r:
+                status, location = r.status_code, r.headers.get("Location")
+        except requests.exceptions.SSLError as e:
+            print("\n".join(_tls_failure(args.url, policy, e)))
+            return 1
+        except requests.exceptions.RequestException as e:
+            print(f"FAILED: {shown}: {plain(e)}")
+            return 1
+    # A redirect may lead to another server, which this check has not looked at.
+    followed = f" (redirect to {location}, not followed)" if location else ""
+    print(f"OK: HTTP {status} from {shown}{followed}")
+    return 0
+
+
+def _print_source(policy: TrustPolicy) -> None:
+    print(f"Source: {policy.describe()}")
+    for setting in policy.settings:
+        where = f" ({setting.where})" if setting.where else ""
+        print(f"  {setting}{where}")
+    if not policy.settings:
+        print("  by default: SSL_VERIFY and REQUESTS_CA_BUNDLE are not set")
+
+
+def _tls_failure(url: str, policy: TrustPolicy, error: Exception) -> list[str]:
+    """Returns the explanation of a failed handshake: what was presented, why, what fixes it."""
+    shown = without_credentials(url)
+    try:
+        route = Route.to(url, policy)
+        chain = fetch_chain(route)
+        refusal = verify(route, policy)
+    except (ValueError, ProbeError) as e:
+        return [f"FAILED: {shown}: {plain(error)}", f"  (the certificate cannot be shown: {e})"]
+    if refusal is None:  # not the origin's certificate: the proxy's, or gone meanwhile
+        return [f"FAILED: {shown}: {plain(error)}"]
+    source = policy.source + (" + extra CAs" if policy.ca and policy.source != "bundle" else "")
+    chosen = " and ".join(s.label for s in policy.settings)
+    lines = [
+        f"FAILED: the trust source {source} ({f'chosen by {chosen}' if chosen else 'by default'})"
+        f" refused the certificate of {shown}",
+        f"The server presented{f' (through {route.proxy_shown})' if route.proxy else ''}:",
+        *(f"  {i}. {_summary(cert)}" for i, cert in enumerate(chain, 1)),
+        f"Why: {_why(refusal, chain, route, source)}",
+    ]
+    if refusal.kind in ("expired", "not yet valid", "name mismatch"):
+        return [*lines, f"Fix: {_certificate_fix(refusal, chain, route)}"]
+    verdicts = other_sources(route)
+    tried = "; ".join(f"{name} {_verdict(v)}" for name, v in verdicts.items())
+    return [*lines, f"Other sources: {tried}", *_trust_fixes(url, policy, route, verdicts)]
+
+
+def _summary(cert: Presented) -> str:
+    issuer = "itself (self-signed)" if cert.issuer == cert.subject else cert.issuer
+    ends = "expired" if cert.not_after < datetime.now(timezone.utc) else "expires"
+    return f"{cert.subject}, issued by {issuer}; {ends} {_date(cert.not_after)}"
+
+
+def _date(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _why(refusal: Refusal, chain: list[Presented], route: Route, source: str) -> str:
+    """Returns the reason in plain words, naming the certificate or CA concerned."""
+    detail = _detail(refusal, chain, route, source)
+    return f"{refusal.kind}: {detail} ({refusal.message})" if detail else refusal.message
+
+
+def _detail(refusal: Refusal, chain: list[Presented], route: Route, source: str) -> str:
+    now = datetime.now(timezone.utc)
+    expired = [c for c in chain if c.not_after < now]
+    early = [c for c in chain if c.not_before > now]
+    if refusal.kind == "unknown issuer" and chain:
+        return f"{chain[-1].issuer} is not a CA that {source} trusts"
+    if refusal.kind == "self-signed" and chain:
+        return f"{chain[-1].subject} signed its own certificate, and {source} does not trust it"
+    if refusal.kind == "expired" and expired:
+        return f"{expired[0].subject} expired {_date(expired[0].not_after)}"
+    if refusal.kind == "not yet valid" and early:
+        return f"{early[0].subject} is valid only from {_date(early[0].not_before)}"
+    if refusal.kind == "name mismatch" and chain:
+        names = ", ".join(chain[0].names) or chain[0].subject
+        return f"the certificate is for {names}, not {route.host}"
+    return ""
+
+
+def _certificate_fix(refusal: Refusal, chain: list[Presented], route: Route) -> str:
+    if refusal.kind == "name mismatch" and chain and chain[0].names:
+        name = chain[0].names[0]
+        host = f"[{name}]" if ":" in name else name
+        return (
+            f"no trust setting fixes this. Use a name the certificate is for, e.g."
+            f" https://{host}:{route.port}/, or have it reissued to include {route.host}"
+        )
+    if refusal.kind == "name mismatch":
+        return f"no trust setting fixes this. Have the certificate reissued for {route.host}"
+    return (
+        "no trust setting fixes this. The server's administrator must renew the certificate"
+        " (or this machine's clock is wrong)"
+    )
+
+
+def _verdict(refusal: Refusal | None) -> str:
+    if refusal is None:
+        return "accepts it"
+    if refusal.kind == "unavailable":
+        return "is not available here"
+    return f"refuses it ({refusal.kind})"
+
+
+def _trust_fixes(
+    url: str, policy: TrustPolicy, route: Route, verdicts: Mapping[str, Refusal | None]
+) -> list[str]:
+    """Returns the setting that would make the server trusted, and a proxy note if it applies."""
+    public = verdicts["certifi"]
+    intercepted = route.proxy is not None and public is not None and public.untrusted
+    lines = []
+    if intercepted:
+        lines.append(
+            f"Note: the request went through the proxy {route.proxy_shown} (from the"
+            " environment), and no public CA issued this certificate: it looks like it was"
+            " presented by a TLS-intercepting proxy rather than the server. Then the proxy's"
+            " CA must be trusted."
+        )
+    if verdicts["system"] is None and policy.source != "system":
+        lines.append(
+            f"Fix: set {_assignment(policy, 'SSL_VERIFY', 'system')}: the operating system's"
+            " trust store accepts this server"
+        )
+    elif public is None and policy.source != "certifi":
+        lines.append(
+            f"Fix: set {_assignment(policy, 'SSL_VERIFY', 'certifi')}: certifi accepts this"
+            " server (a REQUESTS_CA_BUNDLE then adds to certifi's CAs instead of replacing them)"
+        )
+    elif intercepted:
+        lines.append(
+            "Fix: set REQUESTS_CA_BUNDLE=<a PEM file with the proxy's CA certificate> (your"
+            " network administrators have it), or SSL_VERIFY=system if the operating system"
+            " trusts that CA"
+        )
+    else:
+        ca_file = os.path.abspath("ca.pem")
+        lines.append(
+            f"Fix: save the chain with `cmem-adapter fetch-chain {without_credentials(url)} -o"
+            f" ca.pem`, check it, then set {_assignment(policy, 'REQUESTS_CA_BUNDLE', ca_file)}"
+        )
+    return lines
+
+
+def _assignment(policy: TrustPolicy, key: str, value: str) -> str:
+    """Returns "KEY=value", saying where to change it when a config file sets it now."""
+    where = [s.where for s in policy.settings if s.key == key and s.origin == "config"]
+    return f"{key}={value}" + (f" (in {where[0]}, which sets it now)" if where else "")
+
+
+# show
+
+
+def _show(args: argparse.Namespace, policy: TrustPolicy) -> int:
+    """Prints the config file, the connection, every setting with its origin, and the source."""
+    config = CmemcConfig.load(args.config_file, os.environ)
+    connection = args.connection or os.environ.get(CMEMC_CONNECTION, "").strip()
+    missing = f"none ({default_config_file(os.environ)} does not exist)"
+    print(f"Config file: {config.path or missing}")
+    print(f"Connection: {connection or 'none'}")
+    settings = config.settings(args.connection, os.environ)
+    print("Settings:" if settings else "Settings: none")
+    for setting in settings:
+        print(f"  {_setting_value(setting)}")
+    print(f"Source: {policy.describe()}")
+    return 0
+
+
+def _setting_value(setting: Setting) -> str:
+    value = "(withheld)" if setting.secret else setting.value
+    where = f", {setting.where}" if setting.where else ""
+    return f"{setting.key} = {value}  (set by {setting.origin}{where})"
+
+
+# fetch-chain
+
+
+def _fetch_chain(args: argparse.Namespace, policy: TrustPolicy) -> int:
+    """Prints what the server presents and saves it as PEM; never trusts it."""
+    try:
+        route = Route.to(args.url, policy)
+    except ValueError as e:
+        return _error(e, 2)
+    try:
+        chain = fetch_chain(route)
+    except ProbeError as e:
+        return _error(e, 1)
+    out = sys.stdout if args.output else sys.stderr  # stdout may be the PEM itself
+    print(f"{route} presented {len(chain)} certificate(s), NOT verified:", file=out)
+    for i, cert in enumerate(chain, 1):
+        print(f"  {i}. subject:    {cert.subject}", file=out)
+        print(f"     issuer:     {cert.issuer}", file=out)
+        print(f"     not before: {_date(cert.not_before)}", file=out)
+        print(f"     not after:  {_date(cert.not_after)}", file=out)
+        print(f"     SHA-256:    {cert.sha256}", file=out)
+    pem = "".join(cert.pem for cert in chain)
+    target = "<the saved file>"
+    if args.output:
+        target = os.path.abspath(args.output)
+        try:
+            with open(target, "w", encoding="ascii") as f:
+                f.write(pem)
+        except OSError as e:
+            return _error(f"cannot write {target}: {e.strerror}", 1)
+        print(f"Saved them as PEM to {target}", file=out)
+    else:
+        sys.stdout.write(pem)
+    for line in _fetch_advice(chain, route, target):
+        print(line, file=out)
+    return 0
+
+
+def _fetch_advice(chain: list[Presented], route: Route, target: str) -> list[str]:
+    lines = [
+        "Check them before trusting them: compare the SHA-256 fingerprints with those the"
+        " server's administrator gives you by another channel. An attacker, or a"
+        " TLS-intercepting proxy, presents other certificates."
+    ]
+    if route.proxy:
+        lines.append(
+            f"They came through the proxy {route.proxy_shown}: if it intercepts TLS, they are"
+            " the proxy's, and its CA is what to trust."
+        )
+    lines.append(f"Then: REQUESTS_CA_BUNDLE={target}")
+    return lines
+
+
+# demo
+
+
+def _demo() -> int:
+    """Returns 0 when each trust source verified or refused a loopback server as expected."""
+    ca = ThrowawayCA()
+    issued = ca.issue(["localhost", "127.0.0.1"])
+    with tempfile.TemporaryDirectory(prefix="cmem-adapter-demo-") as folder:
+        ca_file = _write(folder, "ca.pem", ca.cert_pem)
+        server_files = (
+            _write(folder, "server.pem", issued.cert_pem),
+            _write(folder, "server-key.pem", issued.key_pem),
+        )
+        with _demo_server(*server_files) as url:
+            print(
+                "A throw-away CA issued a certificate for localhost and 127.0.0.1.\n"
+                f"Loopback HTTPS server: {url}\n"
+                f"CA certificate:        {ca_file} (removed at the end)\n"
+                "Each trust source, asked through requests and a mounted TrustAdapter:"
+            )
+            # On macOS and Windows the system source asks the OS, which ignores SSL_CERT_FILE.
+            cert_file_honoured = sys.platform not in ("darwin", "win32")
+            rows = [
+                ("certifi", {}, "refused", False),
+                (f"bundle  {ca_file}", {"REQUESTS_CA_BUNDLE": ca_file}, "verified", True),
+                ("system", {"SSL_VERIFY": "system"}, "refused", False),
+                (
+                    f"system + SSL_CERT_FILE={ca_file}",
+                    {"SSL_VERIFY": "system", "SSL_CERT_FILE": ca_file},
+                    "verified" if cert_file_honoured else "refused",
+                    False,
+                ),
+                ("off", {"SSL_VERIFY": "false"}, "accepted", False),
+            ]
+            width = max(len(row[0]) for row in rows)
+            unexpected = [row[0] for row in rows if not _demo_row(url, width, *row)]
+    print(
+        "To use it for real: cmem_adapter.mount(session, url) in code, or `cmem-adapter run"
+        " script.py`;\nchoose the source with SSL_VERIFY=system or REQUESTS_CA_BUNDLE=/path/ca.pem"
+        " (environment or config.ini)."
+    )
+    if unexpected:
+        return _error(f"unexpected outcome for: {', '.join(unexpected)}", 1)
+    return 0
+
+
+def _write(folder: str, name: str, text: str) -> str:
+    path = os.path.join(folder, name)
+    with open(path, "w", encoding="ascii") as f:
+        f.write(text)
+    return path
+
+
+def _demo_row(
+    url: str, width: int, label: str, environ: dict[str, str], expected: str, show_debug: bool
+) -> bool:
+    """Prints how the source from `environ` treats the server; True if it did as `expected`."""
+    capture = logging.handlers.BufferingHandler(capacity=1000)
+    capture.setFormatter(logging.Formatter(DEBUG_FORMAT))
+    with _logging_to(capture):
+        outcome = _demo_outcome(url, environ)
+    print(f"  {label:<{width}}  {outcome}")
+    for record in capture.buffer:
+        if record.levelno >= logging.WARNING:
+            print(f"      {record.levelname.lower()}: {record.getMessage()}")
+        elif show_debug:
+            print(f"      with --debug: {capture.format(record)}")
+    return outcome.startswith(expected)
+
+
+def _demo_outcome(url: str, environ: dict[str, str]) -> str:
+    try:
+        policy = TrustPolicy.from_env(environ)
+    except ConfigError as e:
+        return f"unavailable ({e})"
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy, no REQUESTS_CA_BUNDLE from outside
+        mount(session, url, policy)
+        try:
+            session.get(url, timeout=TIMEOUT).close()
+        except requests.exceptions.SSLError as e:
+            found = [c for c in causes(e) if isinstance(c, ssl.SSLCertVerificationError)]
+            return f"refused   ({found[0].verify_message if found else plain(e)})"
+        except requests.exceptions.RequestException as e:
+            return f"failed    ({plain(e)})"
+    return "accepted without verification" if policy.source == "off" else "verified"
+
+
+class _DemoHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"Hello from the cmem-adapter demo server\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keeps the demo's output to its own lines."""
+
+
+@contextlib.contextmanager
+def _demo_server(cert_file: str, key_file: str) -> Iterator[str]:
+    """Yields the URL of an HTTPS server on 127.0.0.1, stopped and joined afterwards."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _DemoHandler)
+    # Handshakes happen on accept; a client refusing the certificate is dropped quietly there.
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()  # joins the request threads
+        thread.join()
+
+
+# run
+
+
+def _run(args: argparse.Namespace, policy: TrustPolicy) -> int:
+    """Runs the script as ``python SCRIPT ARGS`` would, with `install(policy)` applied.
+
+    The script takes over this process: its exit code and exceptions end it as with python.
+    """
+    if not os.path.exists(args.script):
+        return _error(f"cannot run {args.script}: no such file", 2)
+    install(policy)
+    sys.argv = [args.script, *args.args]
+    sys.path[0] = os.path.dirname(os.path.realpath(args.script))
+    runpy.run_path(args.script, run_name="__main__")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TrustPolicy], int]] = {
+    "check": _check,
+    "show": _show,
+    "fetch-chain": _fetch_chain,
+    "run": _run,
+}

@@ -1,0 +1,310 @@
+"""What a TLS server presents, looked at without trusting it, and which trust source accepts it.
+
+Used by the command line (``check``, ``fetch-chain``). A probe connects as requests would,
+directly or through the environment's ``http://`` or ``https://`` proxy with CONNECT, and does
+the TLS handshake itself (over memory buffers, so the same code runs inside a TLS tunnel).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from requests.utils import get_environ_proxies, prepend_scheme_if_needed, select_proxy
+
+from .adapter import without_credentials
+from .contexts import live_context
+from .errors import ConfigError
+from .policy import TrustPolicy
+
+TIMEOUT = 10.0
+"""Seconds to wait for a connection, the proxy and each handshake step."""
+
+_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+}
+
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h), as SSLCertVerificationError.verify_code gives them.
+_KINDS = {
+    2: "unknown issuer",  # unable to get issuer certificate
+    20: "unknown issuer",  # unable to get local issuer certificate
+    21: "unknown issuer",  # unable to verify the first certificate
+    18: "self-signed",  # self-signed certificate
+    19: "self-signed",  # self-signed certificate in certificate chain
+    9: "not yet valid",
+    10: "expired",
+    62: "name mismatch",  # hostname
+    64: "name mismatch",  # IP address
+}
+
+
+class ProbeError(Exception):
+    """Raised when the server cannot be reached or the handshake fails for another reason."""
+
+
+@dataclass(frozen=True)
+class Presented:
+    """One certificate the server sent, as read from the handshake (not verified)."""
+
+    subject: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    names: tuple[str, ...]
+    """The DNS names and IP addresses it is for (subjectAltName)."""
+    sha256: str
+    """The SHA-256 fingerprint of its DER form, colon-separated hex."""
+    pem: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a trust source refused a server, in OpenSSL's words and as one of a few kinds."""
+
+    kind: str
+    """One of "unknown issuer", "self-signed", "expired", "not yet valid", "name mismatch",
+    "unavailable" (the source cannot be built here) and "other"."""
+    message: str
+
+    @property
+    def untrusted(self) -> bool:
+        """True when trusting another CA would fix it (unlike an expired or misnamed one)."""
+        return self.kind in ("unknown issuer", "self-signed")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a probe connects: the server's host and port, directly or through a proxy."""
+
+    host: str
+    port: int
+    proxy: str | None = None
+    """An ``http://`` or ``https://`` proxy URL, tunnelled through with CONNECT."""
+    proxy_context: ssl.SSLContext | None = None
+    """Verifies an ``https://`` proxy, as the adapter's proxy policy would."""
+
+    @classmethod
+    def to(cls, url: str, proxy_policy: TrustPolicy) -> Route:
+        """Returns the route requests would take to `url`, with the environment's proxy if any.
+
+        An ``https://`` proxy is verified by `proxy_policy`. Raises `ValueError` for anything
+        but an ``https://`` URL with a host.
+        """
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise ValueError(f"{url!r} is not an https:// URL with a host")
+        proxy_context = _checking_context(proxy_policy)
+        return cls(parts.hostname, parts.port or 443, environ_proxy(url), proxy_context)
+
+    @property
+    def proxy_shown(self) -> str:
+        """Returns the proxy URL without credentials, for messages ("" for none)."""
+        return without_credentials(self.proxy) if self.proxy else ""
+
+    def __str__(self) -> str:
+        via = f" through the proxy {self.proxy_shown}" if self.proxy else ""
+        return f"{self.host}:{self.port}{via}"
+
+
+def environ_proxy(url: str) -> str | None:
+    """Returns the proxy requests would take for `url` from the environment, or None."""
+    proxy: str | None = select_proxy(url, get_environ_proxies(url))
+    return prepend_scheme_if_needed(proxy, "http") if proxy else None
+
+
+def fetch_chain(route: Route, timeout: float = TIMEOUT) -> list[Presented]:
+    """Returns every certificate the server presents, leaf first, without verifying any.
+
+    Raises `ProbeError` when the server cannot be reached or the handshake fails.
+    """
+    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    return _handshake(route, unverified, timeout)
+
+
+def verify(route: Route, policy: TrustPolicy, timeout: float = TIMEOUT) -> Refusal | None:
+    """Returns None when `policy` verifies the server at `route`, else why it refuses it.
+
+    Raises `ProbeError` when the server cannot be reached or the handshake fails otherwise.
+    """
+    try:
+        _handshake(route, _checking_context(policy), timeout)
+    except ssl.SSLCertVerificationError as e:
+        return Refusal(_KINDS.get(e.verify_code, "other"), e.verify_message)
+    return None
+
+
+def other_sources(route: Route, timeout: float = TIMEOUT) -> dict[str, Refusal | None]:
+    """Returns, for the ``certifi`` and ``system`` sources, None if it verifies the server."""
+    verdicts: dict[str, Refusal | None] = {}
+    for name, make in (("certifi", TrustPolicy.certifi), ("system", TrustPolicy.system)):
+        try:
+            policy = make()
+        except ConfigError as e:
+            verdicts[name] = Refusal("unavailable", str(e))
+        else:
+            verdicts[name] = verify(route, policy, timeout)
+    return verdicts
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """Returns `error` and all it wraps: causes, contexts, urllib3's reasons and arguments."""
+    found: list[BaseException] = []
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        todo += [e for e in (*wrapped, *current.args) if isinstance(e, BaseException)]
+    return found
+
+
+def plain(error: BaseException) -> str:
+    """Returns what went wrong with a connection in a few words, e.g. "connection refused"."""
+    found = causes(error)
+    for kind, words in (
+        (socket.gaierror, "host name not found"),
+        (ConnectionRefusedError, "connection refused"),
+        (TimeoutError, "timed out"),
+        (ConnectionResetError, "connection reset"),
+    ):
+        if any(isinstance(e, kind) for e in found):
+            return words
+    return str(found[-1]) or type(found[-1]).__name__
+
+
+def _checking_context(policy: TrustPolicy) -> ssl.SSLContext:
+    # The policy's context that matches host names itself. On urllib3 1.26 the one for origins
+    # leaves that to urllib3 (contexts.URLLIB3_MATCHES_NAMES), and a probe has no urllib3.
+    return live_context(policy, proxy_hop=True).current()
+
+
+def _handshake(route: Route, context: ssl.SSLContext, timeout: float) -> list[Presented]:
+    with _stream(route, timeout) as (stream, early):
+        try:
+            tls = _tls(stream, early, context, route.host)
+        except ssl.SSLCertVerificationError:
+            raise
+        except OSError as e:
+            raise ProbeError(f"TLS handshake with {route} failed: {plain(e)}") from None
+    # SSLObject.get_unverified_chain() (public since Python 3.13) gives DER bytes only; the
+    # _ssl.Certificate objects behind it (3.10+) also read subject, issuer, dates and names,
+    # which spares a DER parser. truststore relies on the same private method.
+    chain = tls._sslobj.get_unverified_chain()  # type: ignore[attr-defined]
+    return [_presented(cert) for cert in chain or ()]
+
+
+@contextlib.contextmanager
+def _stream(route: Route, timeout: float) -> Iterator[tuple[socket.socket, bytes]]:
+    """Yields a byte stream to the server, and bytes the proxy sent past its answer."""
+    if route.proxy is None:
+        with _dial(route.host, route.port, timeout) as sock:
+            yield sock, b""
+        return
+    proxy = urlsplit(route.proxy)
+    host, port = proxy.hostname or "", proxy.port or (443 if proxy.scheme == "https" else 80)
+    with _dial(host, port, timeout) as sock:
+        stream = sock
+        if proxy.scheme == "https":
+            assert route.proxy_context is not None
+            try:
+                stream = route.proxy_context.wrap_socket(sock, server_hostname=host)
+            except OSError as e:
+                raise ProbeError(
+                    f"TLS to the proxy {route.proxy_shown} failed: {plain(e)}"
+                ) from None
+        with stream:
+            yield stream, _tunnel(stream, route)
+
+
+def _dial(host: str, port: int, timeout: float) -> socket.socket:
+    try:
+        return socket.create_connection((host, port), timeout)
+    except OSError as e:
+        raise ProbeError(f"cannot connect to {host}:{port}: {plain(e)}") from None
+
+
+def _tunnel(stream: socket.socket, route: Route) -> bytes:
+    """Asks the proxy for a tunnel to the server; returns any bytes past the proxy's answer."""
+    target = f"[{route.host}]:{route.port}" if ":" in route.host else f"{route.host}:{route.port}"
+    head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+    proxy = urlsplit(route.proxy or "")
+    if proxy.username:  # as requests does for a proxy URL with credentials
+        secret = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+        head += f"Proxy-Authorization: Basic {base64.b64encode(secret.encode()).decode()}\r\n"
+    answer = b""
+    try:
+        stream.sendall(f"{head}\r\n".encode())
+        while b"\r\n\r\n" not in answer:
+            data = stream.recv(4096)
+            if not data:
+                raise ConnectionResetError
+            answer += data
+    except OSError as e:
+        raise ProbeError(f"the proxy {route.proxy_shown} failed: {plain(e)}") from None
+    head_bytes, _, early = answer.partition(b"\r\n\r\n")
+    status = head_bytes.split(b"\r\n", 1)[0].decode("latin-1")
+    if status.split()[1:2] != ["200"]:
+        raise ProbeError(f"the proxy {route.proxy_shown} refused CONNECT {target}: {status}")
+    return early
+
+
+def _tls(stream: socket.socket, early: bytes, context: ssl.SSLContext, host: str) -> ssl.SSLObject:
+    """Returns the finished TLS session with the server, run over memory buffers."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    incoming.write(early)
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=host)
+    while True:
+        try:
+            tls.do_handshake()
+            return tls
+        except ssl.SSLWantReadError:
+            pass
+        finally:
+            # Whatever the handshake has to say: hello, finished, or the alert for a refusal.
+            with contextlib.suppress(OSError):
+                stream.sendall(outgoing.read())
+        data = stream.recv(65536)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        incoming.write(data)
+
+
+def _presented(cert: Any) -> Presented:
+    info = cert.get_info()
+    pem = cert.public_bytes()
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest().upper()
+    return Presented(
+        subject=_name(info.get("subject", ())),
+        issuer=_name(info.get("issuer", ())),
+        not_before=_time(info["notBefore"]),
+        not_after=_time(info["notAfter"]),
+        names=tuple(value for _, value in info.get("subjectAltName", ())),
+        sha256=":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
+        pem=pem,
+    )
+
+
+def _name(rdns: Any) -> str:
+    parts = [f"{_NAMES.get(key, key)}={value}" for rdn in rdns for key, value in rdn]
+    return ", ".join(parts) or "(empty name)"
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(text), timezone.utc)

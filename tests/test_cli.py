@@ -1,0 +1,561 @@
+"""The command line, run as ``python -m cmem_adapter`` against loopback TLS servers."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from servers import ConnectProxy, HTTPSProxy, HTTPSServer
+
+import cmem_adapter
+
+REPO = Path(cmem_adapter.__file__).resolve().parents[1]
+DEBUG_STAMP = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] ")
+TRUST_VARIABLES = {
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "SSL_VERIFY",
+}
+
+
+@dataclass(frozen=True)
+class Served:
+    """Certificate and key files for one server, and what the client should see."""
+
+    cert: str
+    key: str
+    pems: tuple[str, ...]
+    """The certificates the server presents, leaf first."""
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: trustme.CA
+    ca_file: str
+    good: Served
+    expired: Served
+    wrong_host: Served
+    with_intermediate: Served
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """One trustme CA, and server certificates: good, expired, for another host, chained."""
+    folder = tmp_path_factory.mktemp("certs")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+
+    def served(name: str, leaf: trustme.LeafCert) -> Served:
+        pems = tuple(blob.bytes().decode() for blob in leaf.cert_chain_pems)
+        (folder / f"{name}.pem").write_text("".join(pems))
+        leaf.private_key_pem.write_to_path(str(folder / f"{name}-key.pem"))
+        return Served(str(folder / f"{name}.pem"), str(folder / f"{name}-key.pem"), pems)
+
+    past = datetime.datetime(2019, 1, 1), datetime.datetime(2020, 1, 1)
+    return Certs(
+        ca=ca,
+        ca_file=str(folder / "ca.pem"),
+        good=served("good", ca.issue_cert("127.0.0.1", "localhost")),
+        expired=served(
+            "expired", ca.issue_cert("127.0.0.1", not_before=past[0], not_after=past[1])
+        ),
+        wrong_host=served("wrong-host", ca.issue_cert("example.test")),
+        with_intermediate=served("chained", ca.create_child_ca().issue_cert("127.0.0.1")),
+    )
+
+
+@pytest.fixture(scope="module")
+def good_server(certs: Certs) -> Iterator[HTTPSServer]:
+    with HTTPSServer(certs.good.cert, certs.good.key) as https:
+        yield https
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment without trust, proxy or cmemc settings; an empty HOME; warnings fail."""
+    home = tmp_path / "cli-home"
+    home.mkdir()
+    clean = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in TRUST_VARIABLES
+        and not name.lower().endswith("_proxy")
+        and not name.startswith("CMEM")
+    }
+    clean.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        TMPDIR=str(tmp_path),
+        PYTHONPATH=str(REPO),
+        PYTHONWARNINGS="error",
+    )
+    return clean
+
+
+def cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``python -m cmem_adapter ARGS`` and returns what it did."""
+    return subprocess.run(
+        [sys.executable, "-m", "cmem_adapter", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def ca_name(certs: Certs) -> x509.Name:
+    return x509.load_pem_x509_certificate(certs.ca.cert_pem.bytes()).subject
+
+
+def unit(name: x509.Name) -> str:
+    """Returns the OU of a trustme name, the part unique to each certificate."""
+    return str(name.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value)
+
+
+def ders(text: str) -> list[bytes]:
+    """Returns the DER form of each PEM certificate in `text`."""
+    pems = re.findall("-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.S)
+    return [ssl.PEM_cert_to_DER_cert(pem) for pem in pems]
+
+
+def fingerprint(pem: str) -> str:
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest().upper()
+    return ":".join(re.findall("..", digest))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# check
+
+
+def test_check_ok_with_bundle_and_debug_lines(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    (tmp_path / "ca.pem").write_text(certs.ca.cert_pem.bytes().decode())
+    env["REQUESTS_CA_BUNDLE"] = "ca.pem"
+
+    done = cli(env, "--debug", "check", good_server.url, cwd=tmp_path)
+
+    assert done.returncode == 0, done
+    assert done.stdout.splitlines() == [
+        f"Source: CA bundle loaded from {tmp_path / 'ca.pem'}",
+        "  REQUESTS_CA_BUNDLE set by env to ca.pem",
+        f"OK: HTTP 200 from {good_server.url}",
+    ]
+    debug = done.stderr.splitlines()
+    assert debug and all(DEBUG_STAMP.match(line) for line in debug), done.stderr
+    assert any(line.endswith(f"] CA bundle loaded from {tmp_path / 'ca.pem'}") for line in debug)
+    assert any(f"] Mounted TrustAdapter (bundle) on {good_server.url}" in line for line in debug)
+
+
+def test_check_refused_by_default_certifi_explains_and_suggests_fetch_chain(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    done = cli(env, "check", good_server.url, cwd=tmp_path)
+
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stdout + done.stderr
+    out = done.stdout
+    assert "  by default: SSL_VERIFY and REQUESTS_CA_BUNDLE are not set" in out
+    assert (
+        f"the trust source certifi (by default) refused the certificate of {good_server.url}" in out
+    )
+    assert f"issued by O=trustme v1.2.1, OU={unit(ca_name(certs))}" in out
+    assert f"unknown issuer: O=trustme v1.2.1, OU={unit(ca_name(certs))} is not a CA" in out
+    assert "Other sources: certifi refuses it (unknown issuer); system refuses it" in out
+    assert f"`cmem-adapter fetch-chain {good_server.url} -o ca.pem`" in out
+    assert f"REQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'}" in out
+    assert "intercepting" not in out
+
+
+def test_check_suggests_system_when_the_os_store_trusts_the_server(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer
+) -> None:
+    env["SSL_CERT_FILE"] = certs.ca_file  # the "OS store" trusts it; certifi does not
+
+    done = cli(env, "check", good_server.url)
+
+    assert done.returncode == 1, done
+    assert "system accepts it" in done.stdout
+    assert "Fix: set SSL_VERIFY=system: the operating system's trust store" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("which", "why", "fix"),
+    [
+        (
+            "expired",
+            "Why: expired: O=trustme v1.2.1, OU=Testing cert",
+            "The server's administrator must renew the certificate",
+        ),
+        (
+            "wrong_host",
+            "Why: name mismatch: the certificate is for example.test, not 127.0.0.1",
+            "Use a name the certificate is for, e.g. https://example.test:{port}/",
+        ),
+    ],
+)
+def test_check_explains_a_certificate_no_trust_setting_fixes(
+    env: dict[str, str], certs: Certs, which: str, why: str, fix: str
+) -> None:
+    served: Served = getattr(certs, which)
+    env["REQUESTS_CA_BUNDLE"] = certs.ca_file
+    with HTTPSServer(served.cert, served.key) as https:
+        done = cli(env, "check", https.url)
+
+    assert done.returncode == 1, done
+    out = done.stdout
+    assert "the trust source bundle (chosen by REQUESTS_CA_BUNDLE set by env) refused" in out
+    assert why in out
+    assert f"Fix: no trust setting fixes this. {fix.format(port=https.port)}" in out
+    assert "Other sources" not in out
+    if which == "expired":
+        assert "expired 2020-01-01 00:00:00 UTC (certificate has expired)" in out
+
+
+def test_check_with_connection_uses_its_section_and_does_not_follow_redirects(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.ini"
+    config.write_text("[mine]\nREQUESTS_CA_BUNDLE = other-ca.pem\n[yours]\n")
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
+    env["REQUESTS_CA_BUNDLE"] = certs.ca_file  # below the section: does not count
+    elsewhere = good_server.url.replace("127.0.0.1", "localhost")
+    redirect = f"{good_server.url}redirect?to={elsewhere}"
+
+    refused = cli(
+        env, "--config-file", "config.ini", "-c", "mine", "check", good_server.url, cwd=tmp_path
+    )
+    redirected = cli(env, "--config-file", str(config), "-c", "yours", "check", redirect)
+
+    assert refused.returncode == 1, refused
+    out = refused.stdout
+    assert f"  REQUESTS_CA_BUNDLE set by config to other-ca.pem ([mine] in {config})\n" in out
+    fix = f"REQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'} (in [mine] in {config}, which sets it now)"
+    assert out.endswith(f"{fix}\n")
+    assert redirected.returncode == 0, redirected
+    assert redirected.stdout.endswith(
+        f"OK: HTTP 302 from {redirect} (redirect to {elsewhere}, not followed)\n"
+    )
+
+
+def test_check_through_connect_proxy(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer
+) -> None:
+    env["REQUESTS_CA_BUNDLE"] = certs.ca_file
+    with ConnectProxy() as proxy:
+        env["HTTPS_PROXY"] = proxy.url
+        done = cli(env, "check", good_server.url)
+
+    assert done.returncode == 0, done
+    assert done.stdout.endswith(f"OK: HTTP 200 from {good_server.url}\n")
+    assert proxy.log == [f"CONNECT 127.0.0.1:{good_server.port}"]
+
+
+def test_check_through_proxy_suspects_interception_and_hides_credentials(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer
+) -> None:
+    with ConnectProxy(require_auth=("alice", "pa55word")) as proxy:
+        env["HTTPS_PROXY"] = proxy.url_with_auth("alice", "pa55word")
+        done = cli(env, "check", good_server.url)
+
+    assert done.returncode == 1, done
+    assert "pa55word" not in done.stdout + done.stderr
+    assert f"The server presented (through {proxy.url}):" in done.stdout
+    assert f"the request went through the proxy {proxy.url}" in done.stdout
+    assert "presented by a TLS-intercepting proxy rather than the server" in done.stdout
+    assert "Fix: set REQUESTS_CA_BUNDLE=<a PEM file with the proxy's CA certificate>" in done.stdout
+    # requests, then the probes (chain, certifi, certifi, system), all authenticated.
+    assert len(proxy.log) == 5
+    assert proxy.auth_headers == [f"Basic {base64.b64encode(b'alice:pa55word').decode()}"] * 5
+
+
+def test_check_connection_refused_is_one_line(env: dict[str, str]) -> None:
+    url = f"https://127.0.0.1:{free_port()}/"
+
+    done = cli(env, "check", url)
+
+    assert done.returncode == 1, done
+    assert done.stdout.splitlines()[-1] == f"FAILED: {url}: connection refused"
+    assert done.stderr == ""
+
+
+def test_bad_ssl_verify_exits_2_naming_key_and_accepted_values(env: dict[str, str]) -> None:
+    env["SSL_VERIFY"] = "maybe"
+
+    done = cli(env, "check", "https://127.0.0.1:9/")
+
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: SSL_VERIFY set by env to 'maybe': not an accepted value")
+    assert "true, false, 1, 0, yes, no, on, off, certifi, system, truststore" in done.stderr
+
+
+# show
+
+CONFIG = """\
+[DEFAULT]
+SSL_VERIFY = certifi
+OAUTH_CLIENT_SECRET = t0p-s3cret
+
+[prod]
+CMEM_BASE_URI = https://cmem.example.com
+REQUESTS_CA_BUNDLE = ca.pem
+
+[dev]
+SSL_VERIFY = false
+"""
+
+
+def test_show_lists_settings_with_origins_and_withholds_secrets(
+    env: dict[str, str], certs: Certs, tmp_path: Path
+) -> None:
+    config_dir = Path(env["XDG_CONFIG_HOME"]) / "cmemc"
+    config_dir.mkdir(parents=True)
+    config = config_dir / "config.ini"
+    config.write_text(CONFIG)
+    (config_dir / "ca.pem").write_text(certs.ca.cert_pem.bytes().decode())
+    env["SSL_VERIFY"] = "system"  # below [prod], above [DEFAULT]
+
+    done = cli(env, "-c", "prod", "show", cwd=tmp_path)
+
+    assert done.returncode == 0, done
+    assert "t0p-s3cret" not in done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        f"Config file: {config}",
+        "Connection: prod",
+        "Settings:",
+        "  SSL_VERIFY = system  (set by env)",
+        f"  REQUESTS_CA_BUNDLE = ca.pem  (set by config, [prod] in {config})",
+        f"  CMEM_BASE_URI = https://cmem.example.com  (set by config, [prod] in {config})",
+        f"  OAUTH_CLIENT_SECRET = (withheld)  (set by config, [DEFAULT] in {config})",
+        done.stdout.splitlines()[-1],
+    ]
+    source = done.stdout.splitlines()[-1]
+    assert source.startswith("Source: Trusting the system trust store")
+    assert source.endswith(f"plus extra CAs from {config_dir / 'ca.pem'}")
+
+    other = cli(env, "--config-file", str(config), "--connection", "dev", "show")
+
+    assert other.returncode == 0, other
+    assert f"  SSL_VERIFY = false  (set by config, [dev] in {config})" in other.stdout
+    assert "Source: Not verifying TLS certificates (SSL_VERIFY=false)" in other.stdout
+
+
+def test_show_without_config_and_unknown_connection(env: dict[str, str]) -> None:
+    default = Path(env["XDG_CONFIG_HOME"]) / "cmemc" / "config.ini"
+
+    done = cli(env, "show")
+    missing = cli(env, "-c", "prod", "show")
+
+    assert done.returncode == 0, done
+    assert done.stdout.splitlines() == [
+        f"Config file: none ({default} does not exist)",
+        "Connection: none",
+        "Settings: none",
+        f"Source: Trusting certifi's CA bundle (certifi {cmem_adapter.policy.certifi.__version__})",
+    ]
+    assert missing.returncode == 2, missing
+    assert missing.stderr.startswith("error: connection 'prod': no such section")
+
+
+# fetch-chain
+
+
+def test_fetch_chain_saves_every_presented_certificate(
+    env: dict[str, str], certs: Certs, tmp_path: Path
+) -> None:
+    chain = certs.with_intermediate.pems  # leaf, intermediate; not the root
+    with HTTPSServer(certs.with_intermediate.cert, certs.with_intermediate.key) as https:
+        saved = cli(env, "fetch-chain", https.url, "-o", "chain.pem", cwd=tmp_path)
+        piped = cli(env, "fetch-chain", https.url)
+
+    assert saved.returncode == 0, saved
+    assert ders((tmp_path / "chain.pem").read_text()) == ders("".join(chain))
+    assert re.findall(r"SHA-256: +(\S+)", saved.stdout) == [fingerprint(p) for p in chain]
+    assert "presented 2 certificate(s), NOT verified" in saved.stdout
+    for pem in chain:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        assert f"subject:    O=trustme v1.2.1, OU={unit(cert.subject)}\n" in saved.stdout
+        assert f"issuer:     O=trustme v1.2.1, OU={unit(cert.issuer)}\n" in saved.stdout
+    assert "compare the SHA-256 fingerprints" in saved.stdout
+    assert f"Then: REQUESTS_CA_BUNDLE={tmp_path / 'chain.pem'}" in saved.stdout
+    # ... and then it works, without the root CA the server never sent.
+    with HTTPSServer(certs.with_intermediate.cert, certs.with_intermediate.key) as https:
+        bundle_env = {**env, "REQUESTS_CA_BUNDLE": str(tmp_path / "chain.pem")}
+        assert cli(bundle_env, "check", https.url).returncode == 0
+
+    assert piped.returncode == 0, piped
+    assert piped.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    assert ders(piped.stdout) == ders("".join(chain))
+    assert re.findall(r"SHA-256: +(\S+)", piped.stderr) == [fingerprint(p) for p in chain]
+    assert "Then: REQUESTS_CA_BUNDLE=<the saved file>" in piped.stderr
+
+
+def test_fetch_chain_through_an_https_proxy(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer
+) -> None:
+    env["REQUESTS_CA_BUNDLE"] = certs.ca_file  # verifies the proxy hop
+    with HTTPSProxy(certs.good.cert, certs.good.key) as proxy:
+        env["HTTPS_PROXY"] = proxy.url
+        done = cli(env, "fetch-chain", good_server.url)
+
+    assert done.returncode == 0, done
+    assert proxy.log == [f"CONNECT 127.0.0.1:{good_server.port}"]
+    assert re.findall(r"SHA-256: +(\S+)", done.stderr) == [fingerprint(certs.good.pems[0])]
+    assert f"They came through the proxy {proxy.url}" in done.stderr
+
+
+def test_fetch_chain_connection_refused(env: dict[str, str]) -> None:
+    port = free_port()
+
+    done = cli(env, "fetch-chain", f"https://127.0.0.1:{port}/")
+
+    assert done.returncode == 1, done
+    assert done.stderr == f"error: cannot connect to 127.0.0.1:{port}: connection refused\n"
+
+
+# demo
+
+
+def test_demo_shows_each_source_and_leaves_nothing_behind(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    unused = {
+        "SSL_VERIFY": "maybe",
+        "REQUESTS_CA_BUNDLE": "/nonexistent.pem",
+        "HTTPS_PROXY": f"http://127.0.0.1:{free_port()}",
+    }
+    env.update(unused)  # the demo looks at no outer setting
+
+    done = cli(env, "demo", cwd=tmp_path)
+
+    assert done.returncode == 0, done
+    assert done.stderr == ""
+    head = re.search(r"server: (\S+)\nCA certificate: +(\S+) ", done.stdout)
+    assert head is not None
+    url, ca = head.groups()
+    rows = [
+        " ".join(DEBUG_STAMP.sub("", line).split())
+        for line in done.stdout.splitlines()
+        if line.startswith("  ")
+    ]
+    assert rows == [
+        "certifi refused (unable to get local issuer certificate)",
+        f"bundle {ca} verified",
+        f"with --debug: REQUESTS_CA_BUNDLE set by env to {ca}",
+        f"with --debug: CA bundle loaded from {ca}",
+        f"with --debug: Mounted TrustAdapter (bundle) on {url}",
+        "system refused (unable to get local issuer certificate)",
+        f"system + SSL_CERT_FILE={ca} verified",
+        "off accepted without verification",
+        "warning: SSL verification is disabled (SSL_VERIFY=False).",
+    ]
+    assert "cmem_adapter.mount(session, url)" in done.stdout
+    assert tmp_path in Path(ca).parents
+    assert not list(tmp_path.glob("cmem-adapter-demo-*"))
+
+
+# run
+
+LEGACY_SCRIPT = """\
+import sys
+
+import requests
+
+print("argv", sys.argv[1:], "path0", sys.path[0])
+response = requests.get(sys.argv[1])
+print("status", response.status_code)
+if sys.argv[2] == "raise":
+    raise RuntimeError("the script failed")
+sys.exit(int(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def legacy_script(tmp_path: Path) -> Path:
+    script = tmp_path / "scripts" / "legacy.py"
+    script.parent.mkdir()
+    script.write_text(LEGACY_SCRIPT)
+    return script
+
+
+def test_run_applies_the_policy_to_an_unmodified_script(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, legacy_script: Path, tmp_path: Path
+) -> None:
+    env.update(SSL_VERIFY="system", SSL_CERT_FILE=certs.ca_file)
+    script = os.path.relpath(legacy_script, tmp_path)
+
+    stock = subprocess.run(
+        [sys.executable, script, good_server.url, "3"], env=env, cwd=tmp_path, capture_output=True
+    )
+    done = cli(env, "run", script, good_server.url, "3", cwd=tmp_path)
+
+    assert b"CERTIFICATE_VERIFY_FAILED" in stock.stderr  # stock requests trusts certifi
+    assert done.returncode == 3, done
+    assert done.stdout.splitlines() == [
+        f"argv ['{good_server.url}', '3'] path0 {legacy_script.parent}",
+        "status 200",
+    ]
+
+
+def test_run_script_exception_gives_traceback_and_exit_1(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, legacy_script: Path
+) -> None:
+    env["REQUESTS_CA_BUNDLE"] = certs.ca_file
+
+    done = cli(env, "run", str(legacy_script), good_server.url, "raise")
+
+    assert done.returncode == 1, done
+    assert "status 200" in done.stdout
+    assert done.stderr.startswith("Traceback (most recent call last):")
+    assert done.stderr.endswith("RuntimeError: the script failed\n")
+
+
+def test_run_passes_options_to_the_script(env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "echo.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            import sys
+            print(sys.argv)
+            """
+        )
+    )
+
+    done = cli(env, "--debug", "run", str(script), "--debug", "-h", "-c", "x")
+
+    assert done.returncode == 0, done
+    assert done.stdout == f"{[str(script), '--debug', '-h', '-c', 'x']}\n"
+
+
+def test_run_missing_script_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
+    done = cli(env, "run", "missing.py", cwd=tmp_path)
+
+    assert done.returncode == 2, done
+    assert done.stderr == "error: cannot run missing.py: no such file\n"
