@@ -112,10 +112,14 @@ def _truststore_class() -> type[FrozenContext]:
 
 def _verifying_context() -> FrozenContext:
     context = FrozenContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    # Every certificate in a bundle is a trust anchor, an intermediate or a pinned server
+    # certificate too (what `fetch-chain` saves, and cmemc's docs tell users to save), on
+    # every Python: 3.13's create_default_context does the same (cpython#107361).
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     if sys.version_info >= (3, 13):
-        # As ssl.create_default_context() does from 3.13 (cpython#107361), and urllib3 >= 2.4
-        # for its own contexts: stock requests on this Python verifies the same way.
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+        # As ssl.create_default_context() from 3.13, and urllib3 >= 2.4 for its own
+        # contexts: stock requests on this Python checks certificates as strictly.
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
     return context
 
 
@@ -158,7 +162,10 @@ def build(
         assert store is not None
         context = FrozenContext(ssl.PROTOCOL_TLS_CLIENT)  # flags as truststore's inner context
         states += file_states(store.paths())
-        context.load_verify_locations(cafile=store.cafile, capath=store.capath)
+        try:
+            context.load_verify_locations(cafile=store.cafile, capath=store.capath)
+        except OSError as e:  # ssl.SSLError included: an empty, half-written or non-PEM file
+            raise store.unloadable(e) from None
     else:
         context = _verifying_context()
         if policy.source == "certifi":

@@ -543,3 +543,22 @@ def test_names_are_checked_on_both_hops(
                 good.url.replace("127.0.0.1", "localhost"),
                 proxies={"https": misnamed_proxy.url.replace("127.0.0.1", "localhost")},
             )
+
+
+@pytest.mark.parametrize("kept", ["server certificate only", "intermediate only"])
+def test_bundle_of_part_of_the_chain_is_trusted_on_every_python(
+    kept: str, ca: trustme.CA, tmp_path: Path
+) -> None:
+    """What cmemc's docs (first certificate only) and fetch-chain (no root) save just works."""
+    intermediate = ca.create_child_ca()
+    chain, key = issue_files(intermediate, tmp_path, "chained")
+    leaf_pem, intermediate_pem = Path(chain).read_text().split("-----END CERTIFICATE-----\n")[:2]
+    bundle = tmp_path / "partial.pem"
+    bundle.write_text(
+        (leaf_pem if kept == "server certificate only" else intermediate_pem)
+        + "-----END CERTIFICATE-----\n"
+    )
+    with HTTPSServer(chain, key) as chained, HTTPSServer(*issue_files(ca, tmp_path, "x")) as other:
+        session = session_for(TrustPolicy.bundle(bundle))
+        assert session.get(chained.url, timeout=10).ok
+        assert refuses(session, other.url)  # signed by the root, which is not in the bundle
