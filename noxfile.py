@@ -103,3 +103,12 @@ def mypy(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install(".", "mypy")
     session.run("mypy", "--strict", "cmem_adapter")
+
+
+@nox.session(python="3.11")
+def cmempy(session: nox.Session) -> None:
+    """The drop-in under the real cmem-cmempy client (newest); its tests must run, not skip."""
+    session.install(".[test]", "cmem-cmempy")
+    session.run(
+        "pytest", "-q", "-rs", "tests/test_cmempy.py", *session.posargs, env={"REQUIRE_CMEMPY": "1"}
+    )

@@ -1,7 +1,9 @@
 """Start-up hook: with CMEM_ADAPTER_AUTO=1, every Python process runs `install()`.
 
-Imported by ``cmem_adapter_auto.pth`` only when the variable is set. A broken configuration
-prints one line to stderr and the process goes on without the adapter: a typo in a container's
+Imported by ``cmem_adapter_auto.pth``, which reads the variable itself so that an unset or
+off value (``0``, ``false``, ``no``, ``off``) imports nothing. `install()` takes the policy
+from the environment over cmemc's config.ini, if there is one. A broken configuration prints
+one line to stderr and the process goes on without the adapter: a typo in a container's
 environment must not stop every Python program in it.
 """
 
@@ -16,17 +18,18 @@ def _apply() -> None:
     if value in ("", "0", "false", "no", "off"):
         return
     if value not in ("1", "true", "yes", "on"):
-        print(
-            f"cmem-adapter: CMEM_ADAPTER_AUTO={value!r} is not 1 or 0; TLS trust left to requests",
-            file=sys.stderr,
-        )
+        _say(f"CMEM_ADAPTER_AUTO={value!r} is not 1 or 0")
         return
     try:
         from cmem_adapter import install
 
         install()
     except Exception as e:  # anything: a start-up hook must never stop the interpreter
-        print(f"cmem-adapter: not installed, TLS trust left to requests: {e}", file=sys.stderr)
+        _say(" ".join(str(e).split()) or type(e).__name__)
+
+
+def _say(problem: str) -> None:
+    print(f"cmem-adapter: not installed, TLS trust left to requests: {problem}", file=sys.stderr)
 
 
 _apply()

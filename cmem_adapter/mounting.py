@@ -111,11 +111,13 @@ def install(policy: TrustPolicy | None = None, base_url: str | None = None) -> N
     That includes the throw-away session inside ``requests.get()`` and friends. The adapter is
     mounted for `base_url`'s origin only, or for every ``https://`` and ``http://`` URL (the
     latter for the TLS hop to an ``https://`` proxy). `policy` defaults to
-    `TrustPolicy.from_env()`, resolved once, here. Calling it again replaces the settings;
-    `ssl` is never patched, only ``requests.Session.__init__``.
+    `TrustPolicy.from_config()`: the environment, over cmemc's config.ini when there is one
+    (``CMEMC_CONNECTION`` names the section), as ``cmem-adapter check`` resolves it. It is
+    resolved once, here. Calling it again replaces the settings; `ssl` is never patched, only
+    ``requests.Session.__init__``.
     """
     global _original_init
-    chosen = TrustPolicy.from_env() if policy is None else policy
+    chosen = TrustPolicy.from_config() if policy is None else policy
     prefixes = mount_prefixes(base_url) if base_url else ["https://", "http://"]
     with _install_lock:
         original = _original_init or requests.Session.__init__
