@@ -210,7 +210,9 @@ class TrustAdapter(HTTPAdapter):
 
     def _origin_context(self, verify: Any, cert: Any) -> FrozenContext:
         client_cert = _client_cert(cert)
-        if self.enforce or not _chosen(verify):
+        # verify=False under an off policy is the same choice (cmempy passes it on every
+        # request): the policy's context, which has warned once, not urllib3's every time.
+        if self.enforce or not _chosen(verify) or (verify is False and self.policy.source == "off"):
             live = self._origin if client_cert is None else live_context(self.policy, client_cert)
         elif verify is False:
             live = live_context(TrustPolicy("off"), client_cert, by_request=True)

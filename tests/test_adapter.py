@@ -163,6 +163,15 @@ def test_off_accepts_anything_warns_once_and_silences_only_its_own_connections(
         requests.get(rogue_server.url, verify=False, timeout=10)
 
 
+def test_verify_false_under_an_off_policy_is_the_policys_choice(
+    rogue_server: HTTPSServer,
+) -> None:
+    """cmempy passes verify=False on every request when SSL_VERIFY=false: warn once, not each."""
+    session = session_for(TrustPolicy.from_env({"SSL_VERIFY": "false"}))
+    for _ in range(3):  # filterwarnings=error: an InsecureRequestWarning would raise
+        assert session.get(rogue_server.url, timeout=10, verify=False).ok
+
+
 def test_off_warning_is_once_per_process_for_a_legacy_loop(rogue_server: HTTPSServer) -> None:
     script = textwrap.dedent(
         f"""
