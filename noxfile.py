@@ -112,3 +112,10 @@ def cmempy(session: nox.Session) -> None:
     session.run(
         "pytest", "-q", "-rs", "tests/test_cmempy.py", *session.posargs, env={"REQUIRE_CMEMPY": "1"}
     )
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site; any warning fails."""
+    session.install("mkdocs-material==9.8.2", "mkdocstrings[python]==1.0.8", "ruff==0.17.6")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})

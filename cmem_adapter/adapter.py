@@ -67,8 +67,11 @@ class TrustAdapter(HTTPAdapter):
         **kwargs: Any,
     ) -> None:
         self.policy = TrustPolicy.from_env() if policy is None else policy
+        """Verifies every HTTPS origin."""
         self.proxy_policy = self.policy if proxy_policy is None else proxy_policy
+        """Verifies the TLS hop to an ``https://`` proxy."""
         self.enforce = enforce
+        """When true, a request's own ``verify`` is ignored: `policy` always applies."""
         self.bound_to: str | None = None
         """The base URL set by `mount`; requests for any other origin are refused."""
         self._connect_contexts()
@@ -259,6 +262,12 @@ class _QuietOffPool(HTTPSConnectionPool):
     warned once already (`OFF_WARNING`); a request's own ``verify=False`` still warns.
     """
 
+    shown_as = "HTTPSConnectionPool"
+    """The name errors show: urllib3's, so that messages read as with stock requests."""
+
+    def __str__(self) -> str:
+        return f"{self.shown_as}(host={self.host!r}, port={self.port!r})"
+
     def _validate_conn(self, conn: Any) -> None:
         hops = (self.conn_kw.get("ssl_context"), getattr(self.proxy_config, "ssl_context", None))
         if any(_warned_about(context) for context in hops):
@@ -281,7 +290,8 @@ def _warned_about(context: ssl.SSLContext | None) -> bool:
 def _quiet_pool_class(base: Any) -> type[HTTPSConnectionPool]:
     if base is HTTPSConnectionPool:
         return _QuietOffPool
-    return type(f"QuietOff{base.__name__}", (_QuietOffPool, base), {})  # e.g. SOCKS pools
+    name = base.__name__  # e.g. SOCKS pools
+    return type(f"QuietOff{name}", (_QuietOffPool, base), {"shown_as": name})
 
 
 def _use_quiet_pools(manager: PoolManager) -> None:

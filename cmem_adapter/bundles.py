@@ -188,6 +188,11 @@ class CA(NamedTuple):
                 f"{what} is not PEM (no '-----BEGIN CERTIFICATE-----' line)",
                 f"point {key} at a PEM file holding CA certificates",
             )
+        if "CERTIFICATE" in labels:
+            raise self._bad(
+                f"{what} has a certificate with no END line: it looks cut off or half-written",
+                f"write the whole file again, then point {key} at it",
+            )
         if any("PRIVATE KEY" in label for label in labels):
             raise self._bad(
                 f"{what} holds a private key but no certificate",
@@ -273,6 +278,14 @@ class SystemStore(NamedTuple):
     def paths(self) -> list[str]:
         """Returns the file and directory to watch for changes."""
         return [p for p in (self.cafile, self.capath) if p]
+
+    def unloadable(self, error: OSError) -> ConfigError:
+        """Returns the error for store files OpenSSL cannot load (gone, empty, half-written)."""
+        reason = getattr(error, "reason", None) or error.strerror or error
+        return ConfigError(
+            f"SSL_VERIFY=system: {self.describe()} cannot be loaded ({reason})."
+            " Fix: point SSL_CERT_FILE at a PEM file of CA certificates, or unset it"
+        )
 
     def describe(self) -> str:
         """Returns "the system trust store (file, directory)"."""

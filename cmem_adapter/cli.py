@@ -172,9 +172,9 @@ def _tls_failure(url: str, policy: TrustPolicy, error: Exception) -> list[str]:
         f" refused the certificate of {shown}",
         f"The server presented{f' (through {route.proxy_shown})' if route.proxy else ''}:",
         *(f"  {i}. {_summary(cert)}" for i, cert in enumerate(chain, 1)),
-        f"Why: {_why(refusal, chain, route, source)}",
+        f"Why: {_why(refusal, chain, route, policy)}",
     ]
-    if refusal.kind in ("expired", "not yet valid", "name mismatch"):
+    if refusal.kind in ("expired", "not yet valid", "name mismatch", "strict X.509"):
         return [*lines, f"Fix: {_certificate_fix(refusal, chain, route)}"]
     verdicts = other_sources(route)
     tried = "; ".join(f"{name} {_verdict(v)}" for name, v in verdicts.items())
@@ -191,20 +191,32 @@ def _date(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def _why(refusal: Refusal, chain: list[Presented], route: Route, source: str) -> str:
+def _why(refusal: Refusal, chain: list[Presented], route: Route, policy: TrustPolicy) -> str:
     """Returns the reason in plain words, naming the certificate or CA concerned."""
-    detail = _detail(refusal, chain, route, source)
+    detail = _detail(refusal, chain, route, _trusted(policy))
     return f"{refusal.kind}: {detail} ({refusal.message})" if detail else refusal.message
 
 
-def _detail(refusal: Refusal, chain: list[Presented], route: Route, source: str) -> str:
+def _trusted(policy: TrustPolicy) -> str:
+    """Returns what the policy trusts, to follow "is not among"."""
+    extra = f" nor the extra CAs in {policy.ca.describe()}" if policy.ca else ""
+    if policy.source == "bundle":
+        return f"the CAs in {policy.ca.describe() if policy.ca else 'the bundle'}"
+    if policy.source == "system":
+        return f"the system trust store's CAs{extra}"
+    return f"certifi's CAs{extra}"
+
+
+def _detail(refusal: Refusal, chain: list[Presented], route: Route, trusted: str) -> str:
     now = datetime.now(timezone.utc)
     expired = [c for c in chain if c.not_after < now]
     early = [c for c in chain if c.not_before > now]
     if refusal.kind == "unknown issuer" and chain:
-        return f"{chain[-1].issuer} is not a CA that {source} trusts"
+        return f"{chain[-1].issuer} is not among {trusted}"
     if refusal.kind == "self-signed" and chain:
-        return f"{chain[-1].subject} signed its own certificate, and {source} does not trust it"
+        return f"{chain[-1].subject} signed its own certificate, and is not among {trusted}"
+    if refusal.kind == "strict X.509":
+        return "a certificate in the chain breaks a rule of strict X.509 checking"
     if refusal.kind == "expired" and expired:
         return f"{expired[0].subject} expired {_date(expired[0].not_after)}"
     if refusal.kind == "not yet valid" and early:
@@ -225,6 +237,14 @@ def _certificate_fix(refusal: Refusal, chain: list[Presented], route: Route) -> 
         )
     if refusal.kind == "name mismatch":
         return f"no trust setting fixes this. Have the certificate reissued for {route.host}"
+    if refusal.kind == "strict X.509":
+        return (
+            "have the certificates reissued to today's rules (a CA's basicConstraints marked"
+            " critical, subject and authority key identifiers, ...). Python 3.13 checks them"
+            " by default, as urllib3"
+            " >= 2.4 does; older Pythons and SSL_VERIFY=system (which trusts the operating"
+            " system's store, with truststore's checks) accept such a CA meanwhile"
+        )
     return (
         "no trust setting fixes this. The server's administrator must renew the certificate"
         " (or this machine's clock is wrong)"

@@ -14,10 +14,12 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import certifi
 from urllib3._version import __version__ as urllib3_version
+from urllib3.util import ssl_ as urllib3_ssl
 
 from .bundles import FileState, file_states
 from .errors import ConfigError
@@ -72,6 +74,22 @@ class FrozenContext(ssl.SSLContext):
     def load_cert_chain(self, *args: Any, **kwargs: Any) -> None:
         if not self._frozen:
             super().load_cert_chain(*args, **kwargs)
+
+    _alpn: tuple[str, ...] = ()
+
+    def set_alpn_protocols(self, alpn_protocols: Iterable[str]) -> None:
+        """Sets the ALPN protocols; once frozen, setting the same ones again is a no-op.
+
+        urllib3 sets its list before every new connection. On a context shared by threads,
+        that frees the list other threads are copying in ``SSL_new``, which runs without the
+        GIL: a use-after-free that garbles their ClientHello (cpython#141012; seen as
+        TLSV1_ALERT_DECODE_ERROR from the server with 8 threads). `build` sets urllib3's list
+        before freezing.
+        """
+        protocols = tuple(alpn_protocols)
+        if not (self._frozen and protocols == self._alpn):
+            super().set_alpn_protocols(protocols)
+            self._alpn = protocols
 
     def wrap_socket(
         self,
@@ -177,6 +195,7 @@ def build(
         states += _load_client_cert(context, cert)
     if URLLIB3_MATCHES_NAMES and not proxy_hop:
         context.check_hostname = False
+    context.set_alpn_protocols(urllib3_ssl.ALPN_PROTOCOLS)
     context.freeze()
     return context, states
 

@@ -7,8 +7,8 @@ class ConfigError(ValueError):
     """Raised when trust cannot be configured as asked.
 
     The message names the setting, where it came from, the value and the fix. It is raised
-    when a policy is built, never later at request time (except for a ``verify=`` path given
-    with a request, which only exists at request time).
+    when a policy is built, never later at request time, except for what only a request
+    names: its own ``verify=`` path and its client certificate (``cert=``).
     """
 
 

@@ -111,8 +111,9 @@ def install(policy: TrustPolicy | None = None, base_url: str | None = None) -> N
     That includes the throw-away session inside ``requests.get()`` and friends. The adapter is
     mounted for `base_url`'s origin only, or for every ``https://`` and ``http://`` URL (the
     latter for the TLS hop to an ``https://`` proxy). `policy` defaults to
-    `TrustPolicy.from_config()`: the environment, over cmemc's config.ini when there is one
-    (``CMEMC_CONNECTION`` names the section), as ``cmem-adapter check`` resolves it. It is
+    `TrustPolicy.from_config()`: the environment and cmemc's config.ini if there is one (the
+    section ``CMEMC_CONNECTION`` names, then the environment, then ``[DEFAULT]``), as
+    ``cmem-adapter check`` resolves it. It is
     resolved once, here. Calling it again replaces the settings; `ssl` is never patched, only
     ``requests.Session.__init__``.
     """
@@ -133,7 +134,8 @@ def install(policy: TrustPolicy | None = None, base_url: str | None = None) -> N
 
         requests.Session.__init__ = __init__  # type: ignore[method-assign,assignment]
         _original_init = original
-    log.debug("Installed: new sessions mount TrustAdapter (%s) on %s", chosen.source, prefixes)
+    shown = ", ".join(prefixes)
+    log.debug("Installed: new sessions mount TrustAdapter (%s) on %s", chosen.source, shown)
 
 
 def uninstall() -> None:

@@ -46,6 +46,7 @@ class TrustPolicy:
     __slots__ = ("ca", "settings", "source", "system_store")
 
     source: Source
+    """One of ``"certifi"``, ``"bundle"``, ``"system"``, ``"off"``."""
     ca: CA | None
     """For ``bundle``, the CAs trusted; for ``certifi`` and ``system``, extra CAs."""
     system_store: SystemStore | None
@@ -60,6 +61,7 @@ class TrustPolicy:
         system_store: SystemStore | None = None,
         settings: tuple[Setting, ...] = (),
     ) -> None:
+        """Builds a policy from resolved parts: use the constructors, which resolve them."""
         if source not in ("certifi", "bundle", "system", "off"):
             raise ConfigError(
                 f"TrustPolicy source {source!r} is not one of certifi, bundle, system, off"
@@ -110,9 +112,11 @@ class TrustPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TrustPolicy:
-        """Returns the policy ``SSL_VERIFY`` and ``REQUESTS_CA_BUNDLE`` ask for (DESIGN §2).
+        """Returns the policy ``SSL_VERIFY`` and ``REQUESTS_CA_BUNDLE`` ask for.
 
-        `environ` replaces `os.environ` entirely when given.
+        ``CURL_CA_BUNDLE`` stands in for an unset ``REQUESTS_CA_BUNDLE``; a relative path is
+        made absolute against the current directory. `environ` replaces `os.environ`
+        entirely when given.
         """
         env = os.environ if environ is None else environ
         return cls.resolve([Layer("env", env)], env)
@@ -127,7 +131,9 @@ class TrustPolicy:
         """Returns the policy for a cmemc ``config.ini`` connection, over the environment.
 
         Precedence: the named section, then the environment, then ``[DEFAULT]``. The file and
-        section default as in cmemc (``CMEMC_CONFIG_FILE``, ``CMEMC_CONNECTION``).
+        section default as in cmemc (``CMEMC_CONFIG_FILE``, ``CMEMC_CONNECTION``); without a
+        file, this is `from_env`. A relative bundle path is looked up in the current
+        directory, then in the config file's. `environ` replaces `os.environ` when given.
         """
         from .config import CmemcConfig
 

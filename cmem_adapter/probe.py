@@ -48,6 +48,10 @@ _KINDS = {
     10: "expired",
     62: "name mismatch",  # hostname
     64: "name mismatch",  # IP address
+    # X509_V_ERR_INVALID_CA (79) to _EC_KEY_EXPLICIT_PARAMS (94): the checks of
+    # VERIFY_X509_STRICT, on by default from Python 3.13 (missing key identifiers, a
+    # basicConstraints not marked critical, ...).
+    **dict.fromkeys(range(79, 95), "strict X.509"),
 }
 
 
@@ -76,7 +80,7 @@ class Refusal:
 
     kind: str
     """One of "unknown issuer", "self-signed", "expired", "not yet valid", "name mismatch",
-    "unavailable" (the source cannot be built here) and "other"."""
+    "strict X.509", "unavailable" (the source cannot be built here) and "other"."""
     message: str
 
     @property

@@ -51,7 +51,11 @@ class Setting(NamedTuple):
     def __str__(self) -> str:
         """Returns the debug line, e.g. "SSL_VERIFY set by env to false"; secrets without value."""
         said = f"{self.key} set by {self.origin}"
-        return said if self.secret else f"{said} to {self.value}"
+        if self.secret:
+            return said
+        if "-----BEGIN" in self.value:
+            return f"{said} to PEM text ({len(self.value)} characters)"
+        return f"{said} to {self.value}"
 
 
 class Layer(NamedTuple):

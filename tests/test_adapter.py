@@ -61,6 +61,9 @@ def test_bundle_trusts_its_cas_only(
     session = session_for(TrustPolicy.bundle(ca_file))
     assert session.get(server.url, timeout=10).json()["ok"]
     assert refuses(session, rogue_server.url)
+    with pytest.raises(requests.exceptions.SSLError) as raised:
+        session.get(rogue_server.url, timeout=10)
+    assert "HTTPSConnectionPool(host='127.0.0.1'" in str(raised.value)  # as stock requests
     # requests turns these into verify=<other_ca_file>; the adapter's policy still decides.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", other_ca_file)
     assert refuses(session_for(TrustPolicy.bundle(ca_file)), rogue_server.url)

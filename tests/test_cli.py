@@ -185,7 +185,10 @@ def test_check_refused_by_default_certifi_explains_and_suggests_fetch_chain(
         f"the trust source certifi (by default) refused the certificate of {good_server.url}" in out
     )
     assert f"issued by O=trustme v1.2.1, OU={unit(ca_name(certs))}" in out
-    assert f"unknown issuer: O=trustme v1.2.1, OU={unit(ca_name(certs))} is not a CA" in out
+    assert (
+        f"unknown issuer: O=trustme v1.2.1, OU={unit(ca_name(certs))} is not among certifi's CAs"
+        in out
+    )
     assert "Other sources: certifi refuses it (unknown issuer); system refuses it" in out
     assert f"`cmem-adapter fetch-chain {good_server.url} -o ca.pem`" in out
     assert f"REQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'}" in out
@@ -559,3 +562,60 @@ def test_run_missing_script_is_a_usage_error(env: dict[str, str], tmp_path: Path
 
     assert done.returncode == 2, done
     assert done.stderr == "error: cannot run missing.py: no such file\n"
+
+
+def _lax_ca_and_server(folder: Path) -> tuple[str, str, str]:
+    """Returns (CA file, server chain, key) made the old way: no key identifiers, lax flags."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Old Corp CA")])
+
+    def cert(subject: x509.Name, public: object, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(public)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=False)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+            )
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca_cert = cert(ca_name, ca_key.public_key(), ca=True)
+    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    leaf = cert(leaf_name, key.public_key(), ca=False)
+    files = folder / "lax-ca.pem", folder / "lax.pem", folder / "lax.key"
+    files[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(files[0]), str(files[1]), str(files[2])
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="strict X.509 checks are on from 3.13")
+def test_check_explains_a_ca_that_fails_strict_checks(env: dict[str, str], tmp_path: Path) -> None:
+    ca_file, chain, key = _lax_ca_and_server(tmp_path)
+    with HTTPSServer(chain, key, host="localhost") as https:
+        result = cli({**env, "REQUESTS_CA_BUNDLE": ca_file}, "check", https.url)
+    assert result.returncode == 1
+    assert "Why: strict X.509: a certificate in the chain breaks a rule" in result.stdout
+    assert "(Missing Authority Key Identifier)" in result.stdout
+    assert "Fix: have the certificates reissued" in result.stdout
+    assert "fetch-chain" not in result.stdout

@@ -97,6 +97,17 @@ def test_relative_bundle_path_is_made_absolute_against_the_current_directory(
     assert f"CA bundle loaded from {ca_file}" in caplog.messages
 
 
+def test_pem_text_in_a_variable_is_logged_short(
+    ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    pem = ca.cert_pem.bytes().decode()
+    assert TrustPolicy.from_env({"REQUESTS_CA_BUNDLE": pem}).source == "bundle"
+    said = f"REQUESTS_CA_BUNDLE set by env to PEM text ({len(pem.strip())} characters)"
+    assert said in caplog.messages
+    assert "CA bundle loaded from PEM text" in caplog.messages
+    assert not any("BEGIN" in m for m in caplog.messages)
+
+
 def test_debug_lines_name_each_setting_and_the_source(
     caplog: pytest.LogCaptureFixture, ca_file: str
 ) -> None:
@@ -132,6 +143,7 @@ BAD_FILES = {
     "broken certificate": (pem_block("CERTIFICATE", b"MIIB" + b"A" * 60), "could not be parsed"),
     "non-ASCII certificate": (pem_block("CERTIFICATE", "é".encode()), "could not be parsed"),
     "text starting with 0": (b"0 certificates here\n", "is not PEM"),
+    "half-written": (b"-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAK\n", "no END line"),
 }
 
 
