@@ -24,6 +24,13 @@ log = logging.getLogger("cmem_adapter")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
+# requests <= 2.31 asks get_connection(url, proxies) for the pool, without verify or cert (the
+# root of CVE-2024-35195): send() keeps them for it, per thread. Later releases pass them.
+_POOL_HOOK_LACKS_TLS_ARGUMENTS = not (
+    hasattr(HTTPAdapter, "get_connection_with_tls_context")
+    or hasattr(HTTPAdapter, "_get_connection")
+)
+
 Origin = tuple[str, str, int]
 """(scheme, host, port) of a URL, lower-cased, with the default port filled in."""
 
@@ -82,7 +89,8 @@ class TrustAdapter(HTTPAdapter):
         self._proxy: LiveContext = live_context(self.proxy_policy, proxy_hop=True)
         self._bound: Origin | None = origin_of(self.bound_to) if self.bound_to else None
         self._request_policies: dict[str, TrustPolicy] = {}
-        self._send_args = threading.local()
+        if _POOL_HOOK_LACKS_TLS_ARGUMENTS:
+            self._send_args = threading.local()
         warn_if_off(self.policy)
         warn_if_off(self.proxy_policy)
 
@@ -147,7 +155,7 @@ class TrustAdapter(HTTPAdapter):
 
     def get_connection(self, url: str, proxies: dict[str, str] | None = None) -> HTTPConnectionPool:
         """Returns the pool for `url` (requests <= 2.31), with the TLS arguments `send` kept."""
-        args = self._send_args
+        args = getattr(self, "_send_args", None)  # None when called by other code on >= 2.32
         return self._pool_for(
             url, getattr(args, "verify", True), proxies, getattr(args, "cert", None)
         )
@@ -162,9 +170,8 @@ class TrustAdapter(HTTPAdapter):
         proxies: Any = None,
     ) -> Response:
         """Sends `request` like `HTTPAdapter.send`."""
-        # requests <= 2.31 asks get_connection(url, proxies) for the pool, without verify or
-        # cert (the root of CVE-2024-35195): keep them for it, per thread.
-        self._send_args.verify, self._send_args.cert = verify, cert
+        if _POOL_HOOK_LACKS_TLS_ARGUMENTS:
+            self._send_args.verify, self._send_args.cert = verify, cert
         return super().send(request, stream, timeout, verify, cert, proxies)
 
     def cert_verify(self, conn: HTTPConnectionPool, url: str, verify: Any, cert: Any) -> None:

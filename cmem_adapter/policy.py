@@ -43,7 +43,7 @@ class TrustPolicy:
     request time. Policies are immutable values; equal policies share one SSL context.
     """
 
-    __slots__ = ("ca", "settings", "source", "system_store")
+    __slots__ = ("_hash", "ca", "settings", "source", "system_store")
 
     source: Source
     """One of ``"certifi"``, ``"bundle"``, ``"system"``, ``"off"``."""
@@ -53,6 +53,7 @@ class TrustPolicy:
     """For ``system`` outside macOS and Windows, the files holding the OS trust store."""
     settings: tuple[Setting, ...]
     """The settings that chose this policy, each with its origin (not part of equality)."""
+    _hash: int
 
     def __init__(
         self,
@@ -72,6 +73,7 @@ class TrustPolicy:
         object.__setattr__(self, "ca", ca)
         object.__setattr__(self, "system_store", system_store)
         object.__setattr__(self, "settings", settings)
+        object.__setattr__(self, "_hash", hash(self._key()))  # contexts are looked up by it
         live_context(self)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -84,7 +86,7 @@ class TrustPolicy:
         return isinstance(other, TrustPolicy) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return self._hash
 
     def __reduce__(self) -> tuple[object, ...]:
         # Unpickling builds the policy again, and with it the context (contexts cannot travel).
