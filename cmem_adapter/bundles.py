@@ -244,13 +244,15 @@ class SystemStore(NamedTuple):
         """
         defaults = ssl.get_default_verify_paths()
         cafile = cls._explicit(cert_file, os.path.isfile, "file")
-        capath = cls._explicit(cert_dir, os.path.isdir, "directory")
+        # SSL_CERT_DIR may list directories, as for OpenSSL: "/etc/ssl/certs:/opt/ca".
+        capath = cls._explicit(cert_dir, os.path.isdir, "directory", os.pathsep)
         if cert_file is None and os.path.isfile(defaults.openssl_cafile):
             cafile = defaults.openssl_cafile
         if cert_dir is None and os.path.isdir(defaults.openssl_capath):
             capath = defaults.openssl_capath
-        if cafile or (capath and any(_HASHED_NAME.match(n) for n in os.listdir(capath))):
-            return cls(cafile, capath)
+        store = cls(cafile, capath)
+        if cafile or any(_HASHED_NAME.match(n) for d in store.dirs() for n in os.listdir(d)):
+            return store
         for candidate in _SYSTEM_CA_FILES:
             if os.path.isfile(candidate):
                 return cls(candidate, None)
@@ -262,22 +264,30 @@ class SystemStore(NamedTuple):
         )
 
     @staticmethod
-    def _explicit(setting: Setting | None, exists: Callable[[str], bool], kind: str) -> str | None:
+    def _explicit(
+        setting: Setting | None, exists: Callable[[str], bool], kind: str, separator: str = ""
+    ) -> str | None:
         if setting is None:
             return None
-        path = os.path.abspath(setting.value)
-        if not exists(path):
-            raise bad_value(
-                setting.label,
-                setting.value,
-                f"no such {kind}; OpenSSL would silently ignore it",
-                f"point {setting.key} at an existing {kind}, or unset it",
-            )
-        return path
+        values = setting.value.split(separator) if separator else [setting.value]
+        paths = [os.path.abspath(value) for value in values if value]
+        for path in paths:
+            if not exists(path):
+                raise bad_value(
+                    setting.label,
+                    setting.value,
+                    f"no such {kind}: {path}; OpenSSL would silently ignore it",
+                    f"point {setting.key} at an existing {kind}, or unset it",
+                )
+        return separator.join(paths) if separator else paths[0]
+
+    def dirs(self) -> list[str]:
+        """Returns the hashed-certificate directories (SSL_CERT_DIR may list several)."""
+        return self.capath.split(os.pathsep) if self.capath else []
 
     def paths(self) -> list[str]:
-        """Returns the file and directory to watch for changes."""
-        return [p for p in (self.cafile, self.capath) if p]
+        """Returns the file and directories to watch for changes."""
+        return ([self.cafile] if self.cafile else []) + self.dirs()
 
     def unloadable(self, error: OSError) -> ConfigError:
         """Returns the error for store files OpenSSL cannot load (gone, empty, half-written)."""

@@ -318,7 +318,10 @@ class _Handler(BaseHTTPRequestHandler):
         self, code: int, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> None:
         self.send_response(code)
-        for name, value in (headers or {}).items():
+        headers = dict(headers or {})
+        if self.close_connection:  # say so, or clients reuse a connection closed under them
+            headers.setdefault("Connection", "close")
+        for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

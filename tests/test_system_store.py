@@ -8,6 +8,7 @@ servers.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import subprocess
@@ -201,3 +202,32 @@ def test_missing_ssl_cert_dir_is_a_config_error(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing")
     with pytest.raises(ConfigError, match=r"SSL_CERT_DIR set by env to .*OpenSSL would silently"):
         TrustPolicy.from_env({"SSL_VERIFY": "system", "SSL_CERT_DIR": missing})
+
+
+def test_ssl_cert_dir_may_list_directories_and_paths_may_have_spaces(
+    tmp_path: Path, ca: trustme.CA, other_ca: trustme.CA
+) -> None:
+    """As for OpenSSL: SSL_CERT_DIR="a:b" trusts the CAs of both; a missing one is an error."""
+    first, second = tmp_path / "first dir", tmp_path / "second dir"
+    for folder, authority in ((first, ca), (second, other_ca)):
+        folder.mkdir()
+        authority.cert_pem.write_to_path(str(folder / "ca.pem"))
+        subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)
+    third = tmp_path / "third ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(third))
+    env = {
+        "SSL_VERIFY": "system",
+        "SSL_CERT_FILE": str(third),
+        "SSL_CERT_DIR": f"{first}{os.pathsep}{second}",
+    }
+    policy = TrustPolicy.from_env(env)
+    assert policy.system_store is not None
+    assert policy.system_store.dirs() == [str(first), str(second)]
+    assert policy.system_store.cafile == str(third)
+    session = requests.Session()
+    session.mount("https://", TrustAdapter(policy))
+    for name, authority in (("one", ca), ("two", other_ca)):
+        with HTTPSServer(*issue_files(authority, tmp_path, name)) as server:
+            assert session.get(server.url, timeout=10).ok
+    with pytest.raises(ConfigError, match=r"no such directory: .*missing"):
+        TrustPolicy.from_env({**env, "SSL_CERT_DIR": f"{first}{os.pathsep}{tmp_path / 'missing'}"})
