@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal, NamedTuple
 
-from .errors import bad_value
+from .errors import bad_value, redact
 
 Origin = Literal["argument", "config", "env", "default"]
 
@@ -48,14 +48,20 @@ class Setting(NamedTuple):
         where = f" ({self.where})" if self.where else ""
         return f"{self.key} set by {self.origin}{where}"
 
+    @property
+    def shown(self) -> str | None:
+        """Returns the value as it may be shown: short for PEM text, URL passwords masked;
+        None for a secret."""
+        if self.secret:
+            return None
+        if "-----BEGIN" in self.value:
+            return f"PEM text ({len(self.value)} characters)"
+        return redact(self.value)
+
     def __str__(self) -> str:
         """Returns the debug line, e.g. "SSL_VERIFY set by env to false"; secrets without value."""
         said = f"{self.key} set by {self.origin}"
-        if self.secret:
-            return said
-        if "-----BEGIN" in self.value:
-            return f"{said} to PEM text ({len(self.value)} characters)"
-        return f"{said} to {self.value}"
+        return said if self.shown is None else f"{said} to {self.shown}"
 
 
 class Layer(NamedTuple):
@@ -69,9 +75,9 @@ class Layer(NamedTuple):
     def get(self, key: str) -> Setting | None:
         """Returns the setting for `key`, or None when it is missing or empty."""
         value = self.values.get(key)
-        if value is None or not value.strip():
+        if value is None or not str(value).strip():
             return None
-        return Setting(key, value.strip(), self.origin, self.where, self.base_dir)
+        return Setting(key, str(value).strip(), self.origin, self.where, self.base_dir)
 
 
 def first(layers: Sequence[Layer], *keys: str) -> Setting | None:
