@@ -73,6 +73,12 @@ class TrustAdapter(HTTPAdapter):
         enforce: bool = False,
         **kwargs: Any,
     ) -> None:
+        for name, given in (("policy", policy), ("proxy_policy", proxy_policy)):
+            if given is not None and not isinstance(given, TrustPolicy):
+                raise TypeError(
+                    f"TrustAdapter {name} must be a TrustPolicy, e.g. TrustPolicy.system(),"
+                    f" not {given!r}"
+                )
         self.policy = TrustPolicy.from_env() if policy is None else policy
         """Verifies every HTTPS origin."""
         self.proxy_policy = self.policy if proxy_policy is None else proxy_policy
@@ -236,26 +242,25 @@ class TrustAdapter(HTTPAdapter):
 
 
 def _chosen(verify: Any) -> bool:
-    """Tells whether a request's `verify` is the caller's choice, not a default or the env's."""
+    """Tells whether a request's `verify` is the caller's choice, not a default or the env's.
+
+    Only ``False`` and a non-empty path are choices; True, None, "", 0 and the like leave the
+    policy in charge (never less verification than it says).
+    """
     if verify is False:
         return True
-    if verify is True or verify is None or verify == "":
+    if not isinstance(verify, (str, bytes, os.PathLike)) or not os.fsdecode(verify).strip():
         return False
     # A str equal to either variable is what Session.merge_environment_settings put there.
-    return not (
-        isinstance(verify, str)
-        and verify in (os.environ.get("REQUESTS_CA_BUNDLE"), os.environ.get("CURL_CA_BUNDLE"))
-    )
+    return verify not in (os.environ.get("REQUESTS_CA_BUNDLE"), os.environ.get("CURL_CA_BUNDLE"))
 
 
 def _client_cert(cert: Any) -> ClientCert | None:
     """Returns the client certificate as absolute paths; requests' check and message if missing."""
     if not cert:
         return None
-    paths = tuple(
-        os.path.abspath(os.fsdecode(p))
-        for p in ((cert,) if isinstance(cert, (str, os.PathLike)) else cert)
-    )
+    given = (cert,) if isinstance(cert, (str, bytes, os.PathLike)) else cert
+    paths = tuple(os.path.abspath(os.fsdecode(p)) for p in given if p is not None)
     for path in paths:
         if not os.path.exists(path):
             raise OSError(f"Could not find the TLS certificate file, invalid path: {path}")

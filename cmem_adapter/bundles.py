@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import stat
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple, Union
 
@@ -15,10 +16,12 @@ from .errors import ConfigError, bad_value
 from .settings import Setting
 
 _CERTIFICATE = re.compile(
-    r"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----.+?"
-    r"-----END (?:TRUSTED |X509 )?CERTIFICATE-----",
-    re.DOTALL,
+    r"-----BEGIN (?:X509 )?CERTIFICATE-----.+?-----END (?:X509 )?CERTIFICATE-----", re.DOTALL
 )
+_CERTIFICATE_BEGIN = re.compile(r"-----BEGIN (?:X509 )?CERTIFICATE-----")
+_TRUSTED_CERTIFICATE = "-----BEGIN TRUSTED CERTIFICATE-----"
+_MAX_BYTES = 64 * 1024 * 1024
+"""No CA bundle is this big (the system's is about 200 KB): a bigger file is a mistake."""
 _PEM_LABEL = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 _BINARY = re.compile(r"[^\x20-\x7e\s]")
 """A character no text file has: with a leading 0x30 (SEQUENCE), the sign of DER."""
@@ -78,11 +81,18 @@ class CA(NamedTuple):
         A relative path is looked up in the current directory, then in each of `base_dirs`.
         Raises `ConfigError` naming every path tried when none exists.
         """
-        if isinstance(value, bytes):
+        if isinstance(value, bytes) and b"-----BEGIN" in value:
             value = value.decode("latin-1")
         if isinstance(value, str) and "-----BEGIN" in value:
             return cls("pem", value, setting)
-        path = os.fspath(value)
+        path = os.fsdecode(value)
+        if not path.strip():
+            raise bad_value(
+                setting.label,
+                path,
+                "an empty path names no CA file (it would mean the current directory)",
+                f"set {setting.key} to a PEM file or a directory of PEM files, or leave it unset",
+            )
         tried = [os.path.abspath(path)]
         if not os.path.isabs(path):
             tried += [os.path.join(base, path) for base in base_dirs]
@@ -91,11 +101,13 @@ class CA(NamedTuple):
                 return cls("dir", candidate, setting)
             if os.path.isfile(candidate):
                 return cls("file", candidate, setting)
-            if os.path.exists(candidate):
+            if os.path.lexists(candidate):
+                what = "exists, but" if os.path.exists(candidate) else "is a symbolic link that"
                 raise bad_value(
                     setting.label,
                     path,
-                    f"{candidate} is not a regular file or directory",
+                    f"{candidate} {what} is not a regular file or directory"
+                    + ("" if os.path.exists(candidate) else " (it leads nowhere, or in a loop)"),
                     f"point {setting.key} at a PEM file or a directory of PEM files",
                 )
         raise bad_value(
@@ -153,9 +165,21 @@ class CA(NamedTuple):
         return bad_value(self.setting.label, value, problem, fix)
 
     def _read_text(self, path: str) -> str:
-        """Returns the file's bytes as latin-1 text: PEM is ASCII, anything else stays visible."""
+        """Returns the file's bytes as latin-1 text: PEM is ASCII, anything else stays visible.
+
+        Only a regular file is read: a FIFO or a device put in the bundle's place (also later,
+        during rotation) would block or never end.
+        """
         try:
-            with open(path, "rb") as f:
+            # O_NONBLOCK: opening a FIFO does not wait for a writer; regular files ignore it.
+            with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+                found = os.fstat(f.fileno())
+                if not stat.S_ISREG(found.st_mode) or found.st_size > _MAX_BYTES:
+                    raise self._bad(
+                        f"{path} is not a regular file of CA certificates"
+                        + (f" ({found.st_size} bytes)" if stat.S_ISREG(found.st_mode) else ""),
+                        f"point {self.setting.key} at a PEM file or a directory of PEM files",
+                    )
                 return f.read().decode("latin-1")
         except FileNotFoundError:
             raise self._bad(
@@ -168,10 +192,24 @@ class CA(NamedTuple):
             ) from None
 
     def _certificates(self, text: str, what: str) -> list[str]:
+        key = self.setting.key
+        if _TRUSTED_CERTIFICATE in text:
+            # Loaded as plain certificates, their trust settings (rejected uses) would be lost.
+            raise self._bad(
+                f"{what} holds OpenSSL 'TRUSTED CERTIFICATE' blocks, whose trust settings cannot"
+                " be kept here",
+                f"point {key} at a bundle of plain 'BEGIN CERTIFICATE' blocks (on RHEL and"
+                " Fedora: /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem), or use"
+                " SSL_VERIFY=system",
+            )
         blocks = _CERTIFICATE.findall(text)
+        if len(_CERTIFICATE_BEGIN.findall(text)) > len(blocks):
+            raise self._bad(
+                f"{what} has a certificate with no END line: it looks cut off or half-written",
+                f"write the whole file again, then point {key} at it",
+            )
         if blocks:
             return blocks
-        key = self.setting.key
         if not text.strip():
             raise self._bad(
                 f"{what} is empty", f"point {key} at a PEM file holding CA certificates"
@@ -187,11 +225,6 @@ class CA(NamedTuple):
             raise self._bad(
                 f"{what} is not PEM (no '-----BEGIN CERTIFICATE-----' line)",
                 f"point {key} at a PEM file holding CA certificates",
-            )
-        if "CERTIFICATE" in labels:
-            raise self._bad(
-                f"{what} has a certificate with no END line: it looks cut off or half-written",
-                f"write the whole file again, then point {key} at it",
             )
         if any("PRIVATE KEY" in label for label in labels):
             raise self._bad(
@@ -289,13 +322,27 @@ class SystemStore(NamedTuple):
         """Returns the file and directories to watch for changes."""
         return ([self.cafile] if self.cafile else []) + self.dirs()
 
-    def unloadable(self, error: OSError) -> ConfigError:
-        """Returns the error for store files OpenSSL cannot load (gone, empty, half-written)."""
-        reason = getattr(error, "reason", None) or error.strerror or error
-        return ConfigError(
-            f"SSL_VERIFY=system: {self.describe()} cannot be loaded ({reason})."
-            " Fix: point SSL_CERT_FILE at a PEM file of CA certificates, or unset it"
-        )
+    def load_into(self, context: ssl.SSLContext) -> tuple[FileState, ...]:
+        """Loads the store into `context`; returns the state of its files.
+
+        Raises `ConfigError` when they cannot be loaded (gone, empty, half-written, or no
+        longer a regular file, which OpenSSL would block on or read without end).
+        """
+        states = file_states(self.paths())
+        reason = None
+        if self.cafile and not os.path.isfile(self.cafile):
+            reason = f"{self.cafile} is not a regular file"
+        else:
+            try:
+                context.load_verify_locations(cafile=self.cafile, capath=self.capath)
+            except OSError as e:  # ssl.SSLError included: an empty or non-PEM file
+                reason = getattr(e, "reason", None) or e.strerror or str(e)
+        if reason is not None:
+            raise ConfigError(
+                f"SSL_VERIFY=system: {self.describe()} cannot be loaded ({reason})."
+                " Fix: point SSL_CERT_FILE at a PEM file of CA certificates, or unset it"
+            )
+        return states
 
     def describe(self) -> str:
         """Returns "the system trust store (file, directory)"."""

@@ -67,7 +67,7 @@ class CmemcConfig(NamedTuple):
         # its values are not merged into every other section and keep their own origin.
         parser = configparser.ConfigParser(interpolation=None, default_section="\0")
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM, as Notepad writes, is fine
                 parser.read_file(f)
         except OSError as e:
             by = f" ({named_by})" if named_by else ""
@@ -75,7 +75,12 @@ class CmemcConfig(NamedTuple):
                 f"config file {path}{by}: cannot be read ({e.strerror}). Fix: point"
                 f" {CMEMC_CONFIG_FILE} or --config-file at cmemc's config.ini"
             ) from None
-        except (configparser.Error, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"config file {path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset"
+                f" {e.start}). Fix: save it as UTF-8"
+            ) from None
+        except configparser.Error as e:
             raise ConfigError(
                 f"config file {path}: cannot be parsed: {' '.join(str(e).split())}."
                 " Fix: correct the line named, in INI syntax ([section] and KEY=value lines)"

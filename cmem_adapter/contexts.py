@@ -149,14 +149,25 @@ def _unverified_context(by_choice: bool) -> FrozenContext:
     return context
 
 
+class _EncryptedKey(Exception):
+    """Raised by OpenSSL's pass phrase callback: requests has no way to give one."""
+
+
+def _no_pass_phrase() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal, blocking the request.
+    raise _EncryptedKey
+
+
 def _load_client_cert(context: FrozenContext, cert: ClientCert) -> tuple[FileState, ...]:
     states = file_states(cert)
     try:
-        context.load_cert_chain(*cert)
-    except (OSError, ssl.SSLError) as e:
+        context.load_cert_chain(*cert, password=_no_pass_phrase)
+    except (OSError, ssl.SSLError, _EncryptedKey) as e:
+        problem = "its key is encrypted" if isinstance(e, _EncryptedKey) else f"{e}"
         raise ConfigError(
-            f"cert= (client certificate) {' and '.join(cert)}: cannot be loaded ({e})."
-            " Fix: pass a PEM certificate file and its unencrypted key"
+            f"cert= (client certificate) {' and '.join(cert)}: cannot be loaded ({problem})."
+            " Fix: pass a PEM certificate file and its unencrypted key (openssl pkey -in"
+            " key.pem -out plain-key.pem)"
         ) from None
     return states
 
@@ -179,11 +190,7 @@ def build(
         store = policy.system_store
         assert store is not None
         context = FrozenContext(ssl.PROTOCOL_TLS_CLIENT)  # flags as truststore's inner context
-        states += file_states(store.paths())
-        try:
-            context.load_verify_locations(cafile=store.cafile, capath=store.capath)
-        except OSError as e:  # ssl.SSLError included: an empty, half-written or non-PEM file
-            raise store.unloadable(e) from None
+        states += store.load_into(context)
     else:
         context = _verifying_context()
         if policy.source == "certifi":
@@ -220,27 +227,48 @@ class LiveContext:
 
     def current(self) -> FrozenContext:
         """Returns the context to use for a new connection now."""
-        if self._states and time.monotonic() >= self._next_check:
-            self._refresh()
+        if (
+            self._states
+            and time.monotonic() >= self._next_check
+            and self._lock.acquire(blocking=False)  # else another thread is looking
+        ):
+            try:
+                error = self._reload_if_changed(retry_failed=False)
+            finally:
+                self._lock.release()
+            if error is not None:
+                log.error("%s; keeping the CAs loaded before", error)
         return self._context
 
-    def _refresh(self) -> None:
-        if not self._lock.acquire(blocking=False):
-            return
+    def check(self) -> None:
+        """Looks at the files now: loads a good change, raises `ConfigError` for a bad one.
+
+        For a policy being built while an equal one is in use: the new one must not take a
+        broken file for good. Connections keep the last good context either way.
+        """
+        if self._states:
+            with self._lock:
+                error = self._reload_if_changed(retry_failed=True)
+            if error is not None:
+                raise error
+
+    def _reload_if_changed(self, retry_failed: bool) -> ConfigError | None:
+        """Rebuilds the context if its files changed; returns the error if they do not load.
+
+        A state that failed before is not tried again unless `retry_failed`: one error per
+        broken state, not one per second.
+        """
+        self._next_check = time.monotonic() + CHECK_INTERVAL
+        states = file_states([path for path, _ in self._states])
+        if states == self._states or (states == self._failed and not retry_failed):
+            return None
         try:
-            self._next_check = time.monotonic() + CHECK_INTERVAL
-            states = file_states([path for path, _ in self._states])
-            if states in (self._states, self._failed):
-                return
-            try:
-                self._context, self._states = build(*self._build_args)
-            except ConfigError as e:
-                self._failed = states
-                log.error("%s; keeping the CAs loaded before", e)
-            else:
-                log.info("Reloaded: %s", self._build_args[0].describe())
-        finally:
-            self._lock.release()
+            self._context, self._states = build(*self._build_args)
+        except ConfigError as e:
+            self._failed = states
+            return e
+        log.info("Reloaded: %s", self._build_args[0].describe())
+        return None
 
 
 _live: dict[tuple[object, ...], LiveContext] = {}

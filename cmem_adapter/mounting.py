@@ -16,7 +16,7 @@ from requests.models import PreparedRequest
 
 from .adapter import TrustAdapter
 from .config import CMEM_BASE_URI, CmemcConfig
-from .errors import ConfigError
+from .errors import ConfigError, redact
 from .policy import TrustPolicy
 from .settings import first
 
@@ -53,7 +53,7 @@ def mount_prefixes(base_url: str) -> list[str]:
 
 def _bad_base(base_url: str, problem: str) -> ConfigError:
     return ConfigError(
-        f"base URL {base_url!r}: {problem}. Fix: pass the server's address, e.g."
+        f"base URL {redact(repr(base_url))}: {problem}. Fix: pass the server's address, e.g."
         " https://cmem.example.com or https://127.0.0.1:8443"
     )
 

@@ -74,7 +74,7 @@ class TrustPolicy:
         object.__setattr__(self, "system_store", system_store)
         object.__setattr__(self, "settings", settings)
         object.__setattr__(self, "_hash", hash(self._key()))  # contexts are looked up by it
-        live_context(self)
+        live_context(self).check()  # an equal policy's context may predate a broken file
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("TrustPolicy is immutable")

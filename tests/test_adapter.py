@@ -574,3 +574,53 @@ def test_bundle_of_part_of_the_chain_is_trusted_on_every_python(
         session = session_for(TrustPolicy.bundle(bundle))
         assert session.get(chained.url, timeout=10).ok
         assert refuses(session, other.url)  # signed by the root, which is not in the bundle
+
+
+@pytest.mark.parametrize("verify", [True, None, "", b"", "  ", 0, 1])
+def test_verify_values_that_are_no_choice_keep_the_policy(
+    verify: object, server: HTTPSServer, rogue_server: HTTPSServer, ca_file: str
+) -> None:
+    session = session_for(TrustPolicy.bundle(ca_file))
+    assert session.get(server.url, timeout=10, verify=verify).ok  # type: ignore[arg-type]
+    assert refuses(session, rogue_server.url, verify=verify)
+
+
+def test_client_certificate_given_as_a_pair_with_no_key(
+    ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    combined = tmp_path / "client.pem"
+    ca.issue_cert("client@example.com").private_key_and_cert_chain_pem.write_to_path(str(combined))
+    with HTTPSServer(*issue_files(ca, tmp_path, "mtls"), client_ca_pem_file=ca_file) as server:
+        session = session_for(TrustPolicy.bundle(ca_file))
+        assert session.get(server.url, timeout=10, cert=(str(combined), None)).ok
+        assert server.client_cert_subjects[0] is not None
+
+
+def test_an_encrypted_client_key_is_an_error_not_a_prompt(
+    ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    client = ca.issue_cert("client@example.com")
+    key = serialization.load_pem_private_key(client.private_key_pem.bytes(), None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pass phrase"),
+    )
+    cert_file, key_file = tmp_path / "client.pem", tmp_path / "client.key"
+    client.cert_chain_pems[0].write_to_path(str(cert_file))
+    key_file.write_bytes(encrypted)
+    with HTTPSServer(*issue_files(ca, tmp_path, "mtls"), client_ca_pem_file=ca_file) as server:
+        session = session_for(TrustPolicy.bundle(ca_file))
+        # stdin closed: a prompt would fail differently, and a terminal would hang
+        with pytest.raises(ConfigError, match="its key is encrypted"):
+            session.get(server.url, timeout=10, cert=(str(cert_file), str(key_file)))
+
+
+@pytest.mark.parametrize("wrong", ["system", "off", {"source": "off"}])
+def test_a_policy_that_is_not_a_trust_policy_is_a_type_error(wrong: object) -> None:
+    with pytest.raises(TypeError, match="must be a TrustPolicy"):
+        TrustAdapter(wrong)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a TrustPolicy"):
+        mount(requests.Session(), "https://h.example", wrong)  # type: ignore[arg-type]

@@ -144,6 +144,7 @@ BAD_FILES = {
     "non-ASCII certificate": (pem_block("CERTIFICATE", "é".encode()), "could not be parsed"),
     "text starting with 0": (b"0 certificates here\n", "is not PEM"),
     "half-written": (b"-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAK\n", "no END line"),
+    "trusted certificate": (pem_block("TRUSTED CERTIFICATE"), "'TRUSTED CERTIFICATE' blocks"),
 }
 
 
@@ -158,6 +159,41 @@ def test_bad_bundle_file_is_refused_when_the_policy_is_built(kind: str, tmp_path
     assert f"REQUESTS_CA_BUNDLE set by env to {str(path)!r}" in message
     assert problem in message
     assert "Fix:" in message
+
+
+def test_a_cut_off_last_certificate_is_refused_even_after_good_ones(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """A half-written bundle must not be taken for a smaller good one (rotation keeps the last)."""
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(ca.cert_pem.bytes() + ca.cert_pem.bytes()[:200])
+    with pytest.raises(ConfigError, match="no END line"):
+        TrustPolicy.bundle(path)
+
+
+@pytest.mark.parametrize("empty", ["", "  ", b""])
+@pytest.mark.parametrize("constructor", ["bundle", "certifi", "system"])
+def test_an_empty_path_is_refused_not_taken_as_the_current_directory(
+    empty: object, constructor: str, tmp_path: Path, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="an empty path names no CA file"):
+        getattr(TrustPolicy, constructor)(empty)
+
+
+def test_a_bytes_path_is_a_path(tmp_path: Path, ca: trustme.CA) -> None:
+    folder = tmp_path / "é"
+    folder.mkdir()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    policy = TrustPolicy.bundle(os.fsencode(folder / "ca.pem"))
+    assert policy.ca is not None and policy.ca.value == str(folder / "ca.pem")
+
+
+def test_a_dangling_symlink_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").symlink_to(tmp_path / "gone.pem")
+    with pytest.raises(ConfigError, match="symbolic link that is not a regular file"):
+        TrustPolicy.bundle(tmp_path / "ca.pem")
 
 
 def test_der_error_says_how_to_convert(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from cafiles import WRITERS, publish
 from conftest import issue_files
 from servers import HTTPSServer
 
-from cmem_adapter import TrustAdapter, TrustPolicy, contexts
+from cmem_adapter import ConfigError, TrustAdapter, TrustPolicy, contexts
 
 TARGETS = ("bundle file", "bundle directory", "SSL_CERT_FILE")
 PROMISED = 1.0
@@ -116,7 +116,7 @@ BROKEN: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
-@pytest.mark.parametrize("damage", [*BROKEN, "deleted"])
+@pytest.mark.parametrize("damage", [*BROKEN, "deleted", "FIFO"])
 @pytest.mark.parametrize("target", TARGETS)
 def test_broken_replacement_keeps_the_last_good_cas_and_logs_one_error(
     target: str,
@@ -133,8 +133,10 @@ def test_broken_replacement_keeps_the_last_good_cas_and_logs_one_error(
     session = session_for(policy_for(target, directory, tmp_path))
     assert accepts(session, servers.a)
 
-    if damage == "deleted":
+    if damage in ("deleted", "FIFO"):
         (directory / "ca.pem").unlink()
+        if damage == "FIFO":  # reading it would block the refresh for ever
+            os.mkfifo(directory / "ca.pem")
     else:
         publish("rewrite", directory, BROKEN[damage](servers.b_pem))
     caplog.clear()
@@ -149,6 +151,7 @@ def test_broken_replacement_keeps_the_last_good_cas_and_logs_one_error(
     assert str(directory) in errors[0].getMessage()
     assert "keeping the CAs loaded before" in errors[0].getMessage()
 
+    (directory / "ca.pem").unlink(missing_ok=True)
     publish("rewrite", directory, servers.b_pem)  # the writer finishes
     assert seconds_until_accepted(session, servers.b) < PROMISED + 1.0
     assert not accepts(session, servers.a)
@@ -183,3 +186,18 @@ def test_files_are_looked_at_once_per_interval_not_per_request(
     assert len(stats) < 60 / 10, stats  # not per request, nor per connection, but ...
     interval = contexts.CHECK_INTERVAL
     assert len(stats) * interval <= elapsed + interval, (stats, elapsed)  # ... per interval
+
+
+def test_a_new_policy_over_a_broken_file_is_refused_while_running_ones_keep_the_last_good(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """Equal policies share a context; building one must still look at the file as it is now."""
+    bundle = tmp_path / "mounted" / "ca.pem"
+    publish("rewrite", bundle.parent, servers.a_pem)
+    session = session_for(TrustPolicy.bundle(bundle))
+    assert accepts(session, servers.a)
+    publish("rewrite", bundle.parent, b"not a certificate\n")
+    with pytest.raises(ConfigError, match="is not PEM"):
+        TrustPolicy.bundle(bundle)
+    assert accepts(session, servers.a)
+    assert not accepts(session, servers.b)
