@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.server
 import logging
 import logging.handlers
 import os
+import pkgutil
 import runpy
 import socketserver
 import ssl
@@ -16,14 +18,14 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import IO, Any
 
 import requests
 
 from ._throwaway_ca import ThrowawayCA
 from .adapter import without_credentials
 from .config import CMEMC_CONNECTION, CmemcConfig, default_config_file
-from .errors import ConfigError
+from .errors import ConfigError, redact
 from .mounting import install, mount
 from .policy import TrustPolicy
 from .probe import (
@@ -36,9 +38,10 @@ from .probe import (
     fetch_chain,
     other_sources,
     plain,
+    printable,
     verify,
 )
-from .settings import Setting
+from .settings import SSL_CERT_DIR, SSL_CERT_FILE, Layer, Setting
 
 log = logging.getLogger("cmem_adapter")
 
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         return _command(args)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(DEBUG_FORMAT))
+    handler.setFormatter(_SafeFormatter(DEBUG_FORMAT))
     with _logging_to(handler):
         return _command(args)
 
@@ -98,8 +101,28 @@ def _command(args: argparse.Namespace) -> int:
     return _COMMANDS[args.command](args, policy)
 
 
+def _say(*lines: str, file: IO[str] | None = None) -> None:
+    """Prints `lines`, made safe: every line the command line writes goes through here.
+
+    URL passwords are masked, and characters a terminal would act on are escaped, line by
+    line, whatever the text: a message, a setting's value, an exception, a server's words.
+    """
+    print(*(_safe(line) for line in lines), sep="\n", file=file or sys.stdout)
+
+
+def _safe(text: str) -> str:
+    return "\n".join(printable(redact(line)) for line in text.split("\n"))
+
+
+class _SafeFormatter(logging.Formatter):
+    """Formats log records as `_say` prints lines, for the debug lines on stderr."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _safe(super().format(record))
+
+
 def _error(message: object, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    _say(f"error: {message}", file=sys.stderr)
     return code
 
 
@@ -121,7 +144,12 @@ def _logging_to(handler: logging.Handler) -> Iterator[None]:
 
 def _check(args: argparse.Namespace, policy: TrustPolicy) -> int:
     """Requests the URL as the library would; 0 when the server was accepted, any HTTP status."""
+    try:
+        route = Route.to(args.url, policy)  # a bad URL or proxy: said here, once
+    except ValueError as e:
+        return _error(e, 2)
     shown = without_credentials(args.url)
+    locations: list[str] = []
     with requests.Session() as session:
         try:
             mount(session, args.url, policy)
@@ -131,54 +159,149 @@ def _check(args: argparse.Namespace, policy: TrustPolicy) -> int:
         try:
             # trust_env stays on, for the environment's proxies; the adapter ignores the
             # verify= that requests takes from REQUESTS_CA_BUNDLE: the policy decides.
-            with session.get(args.url, timeout=TIMEOUT, allow_redirects=False, stream=True) as r:
-                status, location = r.status_code, r.headers.get("Location")
-        except requests.exceptions.SSLError as e:
-            print("\n".join(_tls_failure(args.url, policy, e)))
-            return 1
+            with session.get(
+                args.url,
+                timeout=TIMEOUT,
+                allow_redirects=False,
+                stream=True,
+                hooks={"response": functools.partial(_take_location, locations)},
+            ) as r:
+                status = r.status_code
         except requests.exceptions.RequestException as e:
-            print(f"FAILED: {shown}: {plain(e)}")
+            _say(*_failure(args.url, policy, route, e))
             return 1
     # A redirect may lead to another server, which this check has not looked at.
-    followed = f" (redirect to {location}, not followed)" if location else ""
-    print(f"OK: HTTP {status} from {shown}{followed}")
+    followed = f" (redirect to {locations[0]}, not followed)" if locations else ""
+    _say(f"OK: HTTP {status} from {shown}{followed}")
     return 0
 
 
+def _take_location(
+    found: list[str], response: requests.Response, *args: Any, **kwargs: Any
+) -> None:
+    """Moves the Location header, printable, to `found`: requests would parse it even when not
+    following it, and fail on a malformed one (not UTF-8, not a URL) the server sent."""
+    location = response.headers.pop("Location", None)
+    if location is not None:
+        with contextlib.suppress(UnicodeError):  # as requests reads it, if it can
+            location = location.encode("latin-1").decode("utf-8")
+        found.append(printable(location))
+
+
 def _print_source(policy: TrustPolicy) -> None:
-    print(f"Source: {policy.describe()}")
+    _say(f"Source: {policy.describe()}")
     for setting in policy.settings:
         where = f" ({setting.where})" if setting.where else ""
-        print(f"  {setting}{where}")
+        _say(f"  {setting}{where}")
     if not policy.settings:
-        print("  by default: SSL_VERIFY and REQUESTS_CA_BUNDLE are not set")
+        _say("  by default: SSL_VERIFY and REQUESTS_CA_BUNDLE are not set")
 
 
-def _tls_failure(url: str, policy: TrustPolicy, error: Exception) -> list[str]:
+def _tls_failure(url: str, policy: TrustPolicy, route: Route, error: Exception) -> list[str]:
     """Returns the explanation of a failed handshake: what was presented, why, what fixes it."""
     shown = without_credentials(url)
     try:
-        route = Route.to(url, policy)
         chain = fetch_chain(route)
         refusal = verify(route, policy)
-    except (ValueError, ProbeError) as e:
+    except ProbeError as e:
         return [f"FAILED: {shown}: {plain(error)}", f"  (the certificate cannot be shown: {e})"]
     if refusal is None:  # not the origin's certificate: the proxy's, or gone meanwhile
         return [f"FAILED: {shown}: {plain(error)}"]
-    source = policy.source + (" + extra CAs" if policy.ca and policy.source != "bundle" else "")
-    chosen = " and ".join(s.label for s in policy.settings)
     lines = [
-        f"FAILED: the trust source {source} ({f'chosen by {chosen}' if chosen else 'by default'})"
-        f" refused the certificate of {shown}",
+        f"FAILED: the trust source {_chosen(policy)} refused the certificate of {shown}",
         f"The server presented{f' (through {route.proxy_shown})' if route.proxy else ''}:",
-        *(f"  {i}. {_summary(cert)}" for i, cert in enumerate(chain, 1)),
+        *_summaries(chain),
         f"Why: {_why(refusal, chain, route, policy)}",
     ]
-    if refusal.kind in ("expired", "not yet valid", "name mismatch", "strict X.509"):
+    if refusal.kind in _CERTIFICATE_KINDS:
         return [*lines, f"Fix: {_certificate_fix(refusal, chain, route)}"]
-    verdicts = other_sources(route)
+    try:
+        verdicts = other_sources(route)
+    except ProbeError as e:
+        return [*lines, f"Other sources: not known ({e})", _bundle_fix(url, policy)]
     tried = "; ".join(f"{name} {_verdict(v)}" for name, v in verdicts.items())
     return [*lines, f"Other sources: {tried}", *_trust_fixes(url, policy, route, verdicts)]
+
+
+def _failure(url: str, policy: TrustPolicy, route: Route, error: Exception) -> list[str]:
+    """Returns the lines saying why the request failed, and at which hop."""
+    refused = any(isinstance(e, ssl.SSLCertVerificationError) for e in causes(error))
+    hop = route.to_proxy
+    if refused and hop is not None:  # the https:// proxy's certificate, or the server's?
+        # urllib3 2 says ProxyError, 1.26 only SSLError: a look at the proxy tells.
+        at_proxy = _proxy_refusal(url, policy, route, hop, error)
+        if at_proxy:
+            return at_proxy
+    if isinstance(error, requests.exceptions.SSLError):
+        return _tls_failure(url, policy, route, error)
+    if isinstance(error, requests.exceptions.ProxyError) and route.proxy:
+        return [
+            f"FAILED: {without_credentials(url)} was not reached: the proxy {route.proxy_shown}"
+            f" failed: {plain(error)}"
+        ]
+    return [f"FAILED: {without_credentials(url)}: {plain(error)}"]
+
+
+def _proxy_refusal(
+    url: str, policy: TrustPolicy, route: Route, hop: Route, error: Exception
+) -> list[str]:
+    """Returns the explanation of a refused TLS connection to the ``https://`` proxy (`hop`):
+    which policy verified it, what it presented, why it was refused, what fixes it. Returns
+    no lines when the policy accepts the proxy: then it was the server's certificate."""
+    lines = [
+        f"FAILED: {without_credentials(url)} was not reached: the TLS connection to the proxy"
+        f" {route.proxy_shown} (from the environment) was refused: the trust source"
+        f" {_chosen(policy)}, which verifies the proxy as well as the server, refused the"
+        " proxy's certificate",
+    ]
+    try:
+        chain = fetch_chain(hop)
+        refusal = verify(hop, policy)
+    except ProbeError as e:
+        if not isinstance(error, requests.exceptions.ProxyError):
+            return []  # which hop refused is not known: as for the server
+        return [*lines, f"  (its certificate cannot be shown: {e})", _proxy_trust_fix(policy)]
+    if refusal is None:
+        return []
+    lines += [
+        "The proxy presented:",
+        *_summaries(chain),
+        f"Why: {_why(refusal, chain, hop, policy)}",
+    ]
+    if refusal.kind in _CERTIFICATE_KINDS:
+        return [*lines, f"Fix (the proxy's certificate): {_certificate_fix(refusal, chain, hop)}"]
+    return [*lines, _proxy_trust_fix(policy)]
+
+
+def _proxy_trust_fix(policy: TrustPolicy) -> str:
+    ca = "<a PEM file with the proxy's CA certificate>"
+    if policy.source == "bundle" and policy.ca:
+        how = (
+            f"add the proxy's CA certificate to {policy.ca.describe()} (REQUESTS_CA_BUNDLE:"
+            " its CAs verify the proxy and the server alike)"
+        )
+    elif policy.source == "system":
+        how = f"set {_assignment(policy, 'REQUESTS_CA_BUNDLE', ca)} (extra CAs to the system's)"
+    else:
+        how = (
+            f"set {_assignment(policy, 'REQUESTS_CA_BUNDLE', ca)} and SSL_VERIFY=certifi (extra"
+            " CAs on top of certifi's)"
+        )
+    return (
+        f"Fix: trust the proxy's CA (your network administrators have it): {how}; or set"
+        f" {_assignment(policy, 'SSL_VERIFY', 'system')} if the operating system trusts that CA"
+    )
+
+
+def _chosen(policy: TrustPolicy) -> str:
+    """Returns the source and what chose it, e.g. "bundle (chosen by REQUESTS_CA_BUNDLE ...)"."""
+    source = policy.source + (" + extra CAs" if policy.ca and policy.source != "bundle" else "")
+    chosen = " and ".join(s.label for s in policy.settings)
+    return f"{source} ({f'chosen by {chosen}' if chosen else 'by default'})"
+
+
+def _summaries(chain: list[Presented]) -> list[str]:
+    return [f"  {i}. {_summary(cert)}" for i, cert in enumerate(chain, 1)]
 
 
 def _summary(cert: Presented) -> str:
@@ -225,6 +348,10 @@ def _detail(refusal: Refusal, chain: list[Presented], route: Route, trusted: str
         names = ", ".join(chain[0].names) or chain[0].subject
         return f"the certificate is for {names}, not {route.host}"
     return ""
+
+
+_CERTIFICATE_KINDS = ("expired", "not yet valid", "name mismatch", "strict X.509")
+"""Refusals that trusting another CA would not fix."""
 
 
 def _certificate_fix(refusal: Refusal, chain: list[Presented], route: Route) -> str:
@@ -290,12 +417,16 @@ def _trust_fixes(
             " trusts that CA"
         )
     else:
-        ca_file = os.path.abspath("ca.pem")
-        lines.append(
-            f"Fix: save the chain with `cmem-adapter fetch-chain {without_credentials(url)} -o"
-            f" ca.pem`, check it, then set {_assignment(policy, 'REQUESTS_CA_BUNDLE', ca_file)}"
-        )
+        lines.append(_bundle_fix(url, policy))
     return lines
+
+
+def _bundle_fix(url: str, policy: TrustPolicy) -> str:
+    ca_file = os.path.abspath("ca.pem")
+    return (
+        f"Fix: save the chain with `cmem-adapter fetch-chain {without_credentials(url)} -o"
+        f" ca.pem`, check it, then set {_assignment(policy, 'REQUESTS_CA_BUNDLE', ca_file)}"
+    )
 
 
 def _assignment(policy: TrustPolicy, key: str, value: str) -> str:
@@ -312,20 +443,31 @@ def _show(args: argparse.Namespace, policy: TrustPolicy) -> int:
     config = CmemcConfig.load(args.config_file, os.environ)
     connection = args.connection or os.environ.get(CMEMC_CONNECTION, "").strip()
     missing = f"none ({default_config_file(os.environ)} does not exist)"
-    print(f"Config file: {config.path or missing}")
-    print(f"Connection: {connection or 'none'}")
+    _say(f"Config file: {config.path or missing}")
+    _say(f"Connection: {connection or 'none'}")
     settings = config.settings(args.connection, os.environ)
-    print("Settings:" if settings else "Settings: none")
+    _say("Settings:" if settings else "Settings: none")
     for setting in settings:
-        print(f"  {_setting_value(setting)}")
-    print(f"Source: {policy.describe()}")
+        _say(f"  {_setting_value(setting)}")
+        if setting.key in _ENV_ONLY and setting.origin == "config":
+            used = Layer("env", os.environ).get(setting.key)
+            if used is not None:  # below the section in `settings`, yet the one used
+                _say(f"  {_setting_value(used)}")
+    _say(f"Source: {policy.describe()}")
     return 0
 
 
+_ENV_ONLY = (SSL_CERT_FILE, SSL_CERT_DIR)
+"""Keys the policy reads from the environment only (for the system store), never a config."""
+
+
 def _setting_value(setting: Setting) -> str:
-    value = "(withheld)" if setting.secret else setting.value
+    value = "(withheld)" if setting.shown is None else setting.shown
     where = f", {setting.where}" if setting.where else ""
-    return f"{setting.key} = {value}  (set by {setting.origin}{where})"
+    ignored = ""
+    if setting.key in _ENV_ONLY and setting.origin == "config":
+        ignored = "; ignored: read from the environment only"
+    return f"{setting.key} = {value}  (set by {setting.origin}{where}{ignored})"
 
 
 # fetch-chain
@@ -342,13 +484,16 @@ def _fetch_chain(args: argparse.Namespace, policy: TrustPolicy) -> int:
     except ProbeError as e:
         return _error(e, 1)
     out = sys.stdout if args.output else sys.stderr  # stdout may be the PEM itself
-    print(f"{route} presented {len(chain)} certificate(s), NOT verified:", file=out)
+    _say(f"{route} presented {len(chain)} certificate(s), NOT verified:", file=out)
     for i, cert in enumerate(chain, 1):
-        print(f"  {i}. subject:    {cert.subject}", file=out)
-        print(f"     issuer:     {cert.issuer}", file=out)
-        print(f"     not before: {_date(cert.not_before)}", file=out)
-        print(f"     not after:  {_date(cert.not_after)}", file=out)
-        print(f"     SHA-256:    {cert.sha256}", file=out)
+        _say(
+            f"  {i}. subject:    {cert.subject}",
+            f"     issuer:     {cert.issuer}",
+            f"     not before: {_date(cert.not_before)}",
+            f"     not after:  {_date(cert.not_after)}",
+            f"     SHA-256:    {cert.sha256}",
+            file=out,
+        )
     pem = "".join(cert.pem for cert in chain)
     target = "<the saved file>"
     if args.output:
@@ -358,11 +503,10 @@ def _fetch_chain(args: argparse.Namespace, policy: TrustPolicy) -> int:
                 f.write(pem)
         except OSError as e:
             return _error(f"cannot write {target}: {e.strerror}", 1)
-        print(f"Saved them as PEM to {target}", file=out)
+        _say(f"Saved them as PEM to {target}", file=out)
     else:
-        sys.stdout.write(pem)
-    for line in _fetch_advice(chain, route, target):
-        print(line, file=out)
+        sys.stdout.write(pem)  # base64 that OpenSSL wrote
+    _say(*_fetch_advice(chain, route, target), file=out)
     return 0
 
 
@@ -395,7 +539,7 @@ def _demo() -> int:
             _write(folder, "server-key.pem", issued.key_pem),
         )
         with _demo_server(*server_files) as url:
-            print(
+            _say(
                 "A throw-away CA issued a certificate for localhost and 127.0.0.1.\n"
                 f"Loopback HTTPS server: {url}\n"
                 f"CA certificate:        {ca_file} (removed at the end)\n"
@@ -417,7 +561,7 @@ def _demo() -> int:
             ]
             width = max(len(row[0]) for row in rows)
             unexpected = [row[0] for row in rows if not _demo_row(url, width, *row)]
-    print(
+    _say(
         "To use it for real: cmem_adapter.mount(session, url) in code, or `cmem-adapter run"
         " script.py`;\nchoose the source with SSL_VERIFY=system or REQUESTS_CA_BUNDLE=/path/ca.pem"
         " (environment or config.ini)."
@@ -439,15 +583,15 @@ def _demo_row(
 ) -> bool:
     """Prints how the source from `environ` treats the server; True if it did as `expected`."""
     capture = logging.handlers.BufferingHandler(capacity=1000)
-    capture.setFormatter(logging.Formatter(DEBUG_FORMAT))
+    capture.setFormatter(_SafeFormatter(DEBUG_FORMAT))
     with _logging_to(capture):
         outcome = _demo_outcome(url, environ)
-    print(f"  {label:<{width}}  {outcome}")
+    _say(f"  {label:<{width}}  {outcome}")
     for record in capture.buffer:
         if record.levelno >= logging.WARNING:
-            print(f"      {record.levelname.lower()}: {record.getMessage()}")
+            _say(f"      {record.levelname.lower()}: {record.getMessage()}")
         elif show_debug:
-            print(f"      with --debug: {capture.format(record)}")
+            _say(f"      with --debug: {capture.format(record)}")
     return outcome.startswith(expected)
 
 
@@ -510,10 +654,26 @@ def _run(args: argparse.Namespace, policy: TrustPolicy) -> int:
     """
     if not os.path.exists(args.script):
         return _error(f"cannot run {args.script}: no such file", 2)
+    # A directory or zip file runs its __main__ module, as with python (runpy.run_path asks
+    # the importer python would use).
+    importer = pkgutil.get_importer(args.script)
+    if importer is not None and importer.find_spec("__main__") is None:
+        return _error(f"can't find '__main__' module in {args.script!r}", 1)
+    if importer is None:
+        try:
+            with open(args.script, "rb"):
+                pass
+        except OSError as e:
+            return _error(f"cannot run {args.script}: {e.strerror}", 2)
     install(policy)
     sys.argv = [args.script, *args.args]
-    sys.path[0] = os.path.dirname(os.path.realpath(args.script))
-    runpy.run_path(args.script, run_name="__main__")
+    script = args.script
+    if importer is None:
+        sys.path[0] = os.path.dirname(os.path.realpath(script))
+    else:  # run_path puts the directory or zip file first (and in sys.argv[0]), as python
+        del sys.path[0]
+        script = os.path.join(os.getcwd(), script)
+    runpy.run_path(script, run_name="__main__")
     return 0
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import ipaddress
+import logging
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -18,15 +21,27 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from requests.exceptions import RequestException
+from requests.models import PreparedRequest
 from requests.utils import get_environ_proxies, prepend_scheme_if_needed, select_proxy
 
 from .adapter import without_credentials
 from .contexts import live_context
-from .errors import ConfigError
+from .errors import ConfigError, redact
 from .policy import TrustPolicy
+
+log = logging.getLogger("cmem_adapter")
 
 TIMEOUT = 10.0
 """Seconds to wait for a connection, the proxy and each handshake step."""
+
+MAX_PROXY_ANSWER = 64 * 1024
+"""The most bytes read from a proxy's answer to CONNECT before giving up on it."""
+
+PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+"""The proxy URL schemes requests can use (socks with PySocks installed)."""
+
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}\Z")
 
 _NAMES = {
     "commonName": "CN",
@@ -104,14 +119,20 @@ class Route:
     def to(cls, url: str, proxy_policy: TrustPolicy) -> Route:
         """Returns the route requests would take to `url`, with the environment's proxy if any.
 
-        An ``https://`` proxy is verified by `proxy_policy`. Raises `ValueError` for anything
-        but an ``https://`` URL with a host.
+        An ``https://`` proxy is verified by `proxy_policy`. Raises `ValueError`, saying why,
+        for anything but a valid ``https://`` URL with a host, and for a proxy requests could
+        not use.
         """
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "https" or not parts.hostname:
-            raise ValueError(f"{url!r} is not an https:// URL with a host")
-        proxy_context = _checking_context(proxy_policy)
-        return cls(parts.hostname, parts.port or 443, environ_proxy(url), proxy_context)
+        host, port = https_address(url)
+        proxy = environ_proxy(url)
+        return cls(host, port, proxy, _checking_context(proxy_policy))
+
+    @property
+    def to_proxy(self) -> Route | None:
+        """Returns the route to the ``https://`` proxy itself, to look at its certificate."""
+        if self.proxy is None or urlsplit(self.proxy).scheme != "https":
+            return None
+        return Route(*_proxy_address(self.proxy))
 
     @property
     def proxy_shown(self) -> str:
@@ -123,10 +144,70 @@ class Route:
         return f"{self.host}:{self.port}{via}"
 
 
+def https_address(url: str) -> tuple[str, int]:
+    """Returns the host, as requests connects to it (IDNA-encoded), and port of `url`.
+
+    Raises `ValueError`, saying why, for anything but a valid ``https://`` URL with a host.
+    """
+    prepared = PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+        parts = urlsplit(prepared.url or "")
+        host, port = parts.hostname or "", parts.port or 443
+    except (RequestException, ValueError) as e:
+        raise ValueError(f"{url!r} is not a valid URL ({e})") from None
+    if parts.scheme != "https" or not host:
+        raise ValueError(f"{url!r} is not an https:// URL with a host")
+    if ":" in host:  # an IPv6 address
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"{url!r}: {host!r} is not a valid IPv6 address") from None
+    elif not all(_LABEL.match(label) for label in host.removesuffix(".").split(".")):
+        raise ValueError(
+            f"{url!r}: {host!r} is not a valid host name (each part between dots: 1 to 63"
+            " letters, digits, hyphens or underscores)"
+        )
+    return host, port
+
+
 def environ_proxy(url: str) -> str | None:
-    """Returns the proxy requests would take for `url` from the environment, or None."""
+    """Returns the proxy requests would take for `url` from the environment, or None.
+
+    Raises `ValueError`, naming the proxy without its password, for one requests cannot use.
+    """
     proxy: str | None = select_proxy(url, get_environ_proxies(url))
-    return prepend_scheme_if_needed(proxy, "http") if proxy else None
+    if not proxy:
+        return None
+    try:
+        proxy = prepend_scheme_if_needed(proxy, "http")
+        parts = urlsplit(proxy)
+        scheme, host, _ = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError as e:
+        problem = f"not a valid URL ({e})"
+    else:
+        if scheme in PROXY_SCHEMES and host:
+            return proxy
+        schemes = ", ".join(f"{name}://" for name in PROXY_SCHEMES)
+        problem = f"not a proxy URL with a host and one of the schemes {schemes}"
+    raise ValueError(
+        redact(
+            f"the proxy {proxy!r} (from the environment) for {url!r} is {problem}. Fix: correct"
+            " HTTPS_PROXY/https_proxy or ALL_PROXY/all_proxy, or exclude the host with NO_PROXY"
+        )
+    )
+
+
+def printable(text: str) -> str:
+    """Returns `text` with every character that is not printable as a visible escape.
+
+    Control characters (``\\n``, ``\\r``, ESC, C1, DEL), format characters such as bidi
+    overrides (``\\u202e``), line separators and the like become ``\\x1b``, ``\\u202e``, ...
+    so that text from a server cannot move the cursor, rewrite a line or reorder it.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def fetch_chain(route: Route, timeout: float = TIMEOUT) -> list[Presented]:
@@ -148,12 +229,17 @@ def verify(route: Route, policy: TrustPolicy, timeout: float = TIMEOUT) -> Refus
     try:
         _handshake(route, _checking_context(policy), timeout)
     except ssl.SSLCertVerificationError as e:
-        return Refusal(_KINDS.get(e.verify_code, "other"), e.verify_message)
+        return Refusal(_KINDS.get(e.verify_code, "other"), printable(e.verify_message))
     return None
 
 
 def other_sources(route: Route, timeout: float = TIMEOUT) -> dict[str, Refusal | None]:
-    """Returns, for the ``certifi`` and ``system`` sources, None if it verifies the server."""
+    """Returns, for the ``certifi`` and ``system`` sources, None if it verifies the server.
+
+    Raises `ProbeError` when the server cannot be reached or the handshake fails otherwise.
+    """
+    # Building them logs which source each trusts: say why, lest it read as the one chosen.
+    log.debug("Checking which other trust sources would accept the server (for the explanation)")
     verdicts: dict[str, Refusal | None] = {}
     for name, make in (("certifi", TrustPolicy.certifi), ("system", TrustPolicy.system)):
         try:
@@ -180,7 +266,10 @@ def causes(error: BaseException) -> list[BaseException]:
 
 
 def plain(error: BaseException) -> str:
-    """Returns what went wrong with a connection in a few words, e.g. "connection refused"."""
+    """Returns what went wrong with a connection in a few words, e.g. "connection refused".
+
+    Printable (see `printable`): the words may come from the server or the proxy.
+    """
     found = causes(error)
     for kind, words in (
         (socket.gaierror, "host name not found"),
@@ -190,7 +279,7 @@ def plain(error: BaseException) -> str:
     ):
         if any(isinstance(e, kind) for e in found):
             return words
-    return str(found[-1]) or type(found[-1]).__name__
+    return printable(str(found[-1]) or type(found[-1]).__name__)
 
 
 def _checking_context(policy: TrustPolicy) -> ssl.SSLContext:
@@ -221,11 +310,16 @@ def _stream(route: Route, timeout: float) -> Iterator[tuple[socket.socket, bytes
         with _dial(route.host, route.port, timeout) as sock:
             yield sock, b""
         return
-    proxy = urlsplit(route.proxy)
-    host, port = proxy.hostname or "", proxy.port or (443 if proxy.scheme == "https" else 80)
+    scheme = urlsplit(route.proxy).scheme
+    if scheme not in ("http", "https"):
+        raise ProbeError(
+            f"cannot look through the proxy {route.proxy_shown}: only http:// and https://"
+            " proxies are supported here"
+        )
+    host, port = _proxy_address(route.proxy)
     with _dial(host, port, timeout) as sock:
         stream = sock
-        if proxy.scheme == "https":
+        if scheme == "https":
             assert route.proxy_context is not None
             try:
                 stream = route.proxy_context.wrap_socket(sock, server_hostname=host)
@@ -235,6 +329,11 @@ def _stream(route: Route, timeout: float) -> Iterator[tuple[socket.socket, bytes
                 ) from None
         with stream:
             yield stream, _tunnel(stream, route)
+
+
+def _proxy_address(proxy: str) -> tuple[str, int]:
+    parts = urlsplit(proxy)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _dial(host: str, port: int, timeout: float) -> socket.socket:
@@ -256,6 +355,11 @@ def _tunnel(stream: socket.socket, route: Route) -> bytes:
     try:
         stream.sendall(f"{head}\r\n".encode())
         while b"\r\n\r\n" not in answer:
+            if len(answer) > MAX_PROXY_ANSWER:
+                raise ProbeError(
+                    f"the proxy {route.proxy_shown} answered CONNECT {target} with more than"
+                    f" {MAX_PROXY_ANSWER // 1024} KiB and no end of its headers"
+                )
             data = stream.recv(4096)
             if not data:
                 raise ConnectionResetError
@@ -263,7 +367,7 @@ def _tunnel(stream: socket.socket, route: Route) -> bytes:
     except OSError as e:
         raise ProbeError(f"the proxy {route.proxy_shown} failed: {plain(e)}") from None
     head_bytes, _, early = answer.partition(b"\r\n\r\n")
-    status = head_bytes.split(b"\r\n", 1)[0].decode("latin-1")
+    status = printable(head_bytes.split(b"\r\n", 1)[0].decode("latin-1"))
     if status.split()[1:2] != ["200"]:
         raise ProbeError(f"the proxy {route.proxy_shown} refused CONNECT {target}: {status}")
     return early
@@ -294,12 +398,12 @@ def _presented(cert: Any) -> Presented:
     info = cert.get_info()
     pem = cert.public_bytes()
     digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest().upper()
-    return Presented(
-        subject=_name(info.get("subject", ())),
-        issuer=_name(info.get("issuer", ())),
+    return Presented(  # the server chose the names: printable, for every later message
+        subject=printable(_name(info.get("subject", ()))),
+        issuer=printable(_name(info.get("issuer", ()))),
         not_before=_time(info["notBefore"]),
         not_after=_time(info["notAfter"]),
-        names=tuple(value for _, value in info.get("subjectAltName", ())),
+        names=tuple(printable(value) for _, value in info.get("subjectAltName", ())),
         sha256=":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
         pem=pem,
     )

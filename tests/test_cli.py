@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
+import itertools
 import os
 import re
 import socket
@@ -12,17 +14,21 @@ import ssl
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from servers import ConnectProxy, HTTPSProxy, HTTPSServer
 
 import cmem_adapter
+from cmem_adapter import cli as cli_module
 
 REPO = Path(cmem_adapter.__file__).resolve().parents[1]
 DEBUG_STAMP = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] ")
@@ -147,6 +153,87 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def assert_escaped(text: str) -> None:
+    """Fails if `text` holds a character a terminal acts on or hides, other than newlines."""
+    raw = {c for c in text if c != "\n" and not c.isprintable()}
+    assert not raw, (raw, text)
+
+
+@contextlib.contextmanager
+def raw_server(serve: Callable[[socket.socket, int], None]) -> Iterator[int]:
+    """Yields the port of a loopback listener calling `serve(connection, number)` for each one,
+    number counting from 1; stopped and joined afterwards."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    threads = []
+
+    def accept() -> None:
+        for number in itertools.count(1):
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: stop
+                return
+            thread = threading.Thread(target=serve_one, args=(conn, number))
+            threads.append(thread)
+            thread.start()
+
+    def serve_one(conn: socket.socket, number: int) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(10)
+            serve(conn, number)
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        acceptor.join(10)
+        for thread in threads:
+            thread.join(10)
+
+
+HOSTILE = "x\x1b[1A\r\x1b[2K     SHA-256:    " + ":".join(["AA"] * 32) + "\n\u202eevil\u2066\x9b"
+"""Text a hostile server puts in its certificate: up a line, erase it, fake a fingerprint."""
+
+
+def hostile_server_files(folder: Path) -> tuple[str, str]:
+    """Returns (certificate, key) of a self-signed server whose name holds terminal controls."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "cmem.example.com"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, HOSTILE),
+        ]
+    )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("\x1b]0;owned\x07evil.test")]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    files = folder / "hostile.pem", folder / "hostile.key"
+    files[0].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(files[0]), str(files[1])
 
 
 # check
@@ -319,6 +406,176 @@ def test_bad_ssl_verify_exits_2_naming_key_and_accepted_values(env: dict[str, st
     assert "true, false, 1, 0, yes, no, on, off, certifi, system, truststore" in done.stderr
 
 
+ESCAPED = (
+    "x\\x1b[1A\\r\\x1b[2K     SHA-256:    " + ":".join(["AA"] * 32) + "\\n\\u202eevil\\u2066\\x9b"
+)
+
+
+def test_check_escapes_what_the_server_sent(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    with HTTPSServer(*hostile_server_files(tmp_path)) as https:
+        refused = cli(env, "check", https.url)
+    target = "%1B%5B2K%C2%9BX"  # the Location header: ESC [2K, then the C1 CSI (U+009B)
+    redirect = f"{good_server.url}redirect?to={target}"
+    redirected = cli({**env, "REQUESTS_CA_BUNDLE": certs.ca_file}, "check", redirect)
+
+    assert refused.returncode == 1, refused
+    assert_escaped(refused.stdout + refused.stderr)
+    assert f"  1. CN=cmem.example.com, OU={ESCAPED}, issued by itself" in refused.stdout
+    assert f"Why: self-signed: CN=cmem.example.com, OU={ESCAPED} signed its own" in refused.stdout
+    assert redirected.returncode == 0, redirected
+    assert_escaped(redirected.stdout)
+    assert redirected.stdout.endswith("(redirect to \\x1b[2K\\x9bX, not followed)\n")
+
+
+def test_say_masks_url_passwords_and_escapes_controls(capsys: pytest.CaptureFixture[str]) -> None:
+    cli_module._say("FAILED: http://bob:S3cret@h:1 \x1b[2K\u202e", "two\nlines\r")
+
+    out = capsys.readouterr().out
+    assert out == "FAILED: http://bob:***@h:1 \\x1b[2K\\u202e\ntwo\nlines\\r\n"
+
+
+@pytest.mark.parametrize("command", ["check", "fetch-chain"])
+@pytest.mark.parametrize(
+    ("proxy", "problem"),
+    [
+        ("http://bob:S3cret@127.0.0.1:99999", "is not a valid URL"),
+        ("socks9://bob:S3cret@127.0.0.1:1080", "is not a proxy URL with a host and one of"),
+    ],
+)
+def test_an_unusable_proxy_is_a_configuration_error_without_its_password(
+    env: dict[str, str], command: str, proxy: str, problem: str
+) -> None:
+    env["HTTPS_PROXY"] = proxy
+
+    done = cli(env, command, "https://127.0.0.1:9/")
+
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    masked = proxy.replace("S3cret", "***")
+    assert done.stderr.startswith(f"error: the proxy '{masked}' (from the environment)")
+    assert problem in done.stderr
+    assert "S3cret" not in done.stderr
+
+
+BAD_URLS = [
+    "https://h:99999/",
+    "https://[::1",
+    "https://exa mple.com/",
+    f"https://{'a' * 64}.com/",
+    "https://a..b/",
+    "https://.example/",
+    "https://h\x1b[2K/",
+    "http://127.0.0.1:9/",
+]
+
+
+@pytest.mark.parametrize("command", ["check", "fetch-chain"])
+@pytest.mark.parametrize("through_proxy", [False, True])
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_bad_url_is_one_error_line(
+    env: dict[str, str], command: str, through_proxy: bool, url: str
+) -> None:
+    if through_proxy:
+        env["HTTPS_PROXY"] = f"http://127.0.0.1:{free_port()}"
+
+    done = cli(env, command, url)
+
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: "), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert_escaped(done.stderr)
+
+
+def test_check_a_server_that_stops_answering_is_one_failure(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    other = trustme.CA().issue_cert("127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    other.configure_cert(context)
+
+    def handshake_three_times(conn: socket.socket, number: int) -> None:
+        if number <= 3:  # requests, the chain, the policy's verdict; then it goes quiet
+            context.wrap_socket(conn, server_side=True).close()
+
+    with raw_server(handshake_three_times) as port:
+        done = cli(env, "check", f"https://127.0.0.1:{port}/")
+
+    assert done.returncode == 1, done
+    assert done.stderr == ""
+    assert "Why: unknown issuer:" in done.stdout
+    assert f"Other sources: not known (TLS handshake with 127.0.0.1:{port} failed" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("Fix: save the chain with `cmem-adapter")
+
+
+def test_check_explains_a_refused_https_proxy(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    proxy_ca = trustme.CA()
+    proxy_cert = proxy_ca.issue_cert("127.0.0.1")
+    proxy_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "proxy.pem"))
+    env["REQUESTS_CA_BUNDLE"] = certs.ca_file  # trusts the server, not the proxy
+    with HTTPSProxy(
+        tmp_path / "proxy.pem", tmp_path / "proxy.pem", require_auth=("bob", "S3cret")
+    ) as proxy:
+        env["HTTPS_PROXY"] = proxy.url_with_auth("bob", "S3cret")
+        done = cli(env, "check", good_server.url)
+
+    assert done.returncode == 1, done
+    assert "S3cret" not in done.stdout + done.stderr
+    out = done.stdout
+    assert (
+        f"FAILED: {good_server.url} was not reached: the TLS connection to the proxy {proxy.url}"
+        " (from the environment) was refused: the trust source bundle (chosen by"
+        " REQUESTS_CA_BUNDLE set by env), which verifies the proxy as well as the server,"
+        " refused the proxy's certificate\nThe proxy presented:\n  1. O=trustme v1.2.1," in out
+    )
+    proxy_ca_name = x509.load_pem_x509_certificate(proxy_ca.cert_pem.bytes()).subject
+    assert (
+        f"Why: unknown issuer: O=trustme v1.2.1, OU={unit(proxy_ca_name)} is not among the CAs"
+        f" in {certs.ca_file}" in out
+    )
+    assert out.splitlines()[-1] == (
+        "Fix: trust the proxy's CA (your network administrators have it): add the proxy's CA"
+        f" certificate to {certs.ca_file} (REQUESTS_CA_BUNDLE: its CAs verify the proxy and the"
+        " server alike); or set SSL_VERIFY=system if the operating system trusts that CA"
+    )
+    assert proxy.log == []  # no CONNECT: refused at the proxy's handshake
+
+
+def test_check_names_the_proxy_that_failed(env: dict[str, str], good_server: HTTPSServer) -> None:
+    with ConnectProxy(require_auth=("bob", "S3cret")) as proxy:
+        env["HTTPS_PROXY"] = proxy.url_with_auth("bob", "wrong-S3cret")
+        done = cli(env, "check", good_server.url)
+
+    assert done.returncode == 1, done
+    assert "S3cret" not in done.stdout + done.stderr
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith(
+        f"FAILED: {good_server.url} was not reached: the proxy {proxy.url} failed: "
+    )
+    assert "407 Proxy Authentication Required" in last
+
+
+def test_debug_check_says_why_it_builds_other_sources(
+    env: dict[str, str], good_server: HTTPSServer
+) -> None:
+    done = cli(env, "--debug", "check", good_server.url)
+
+    assert done.returncode == 1, done
+    debug = [DEBUG_STAMP.sub("", line) for line in done.stderr.splitlines()]
+    announced = "Checking which other trust sources would accept the server (for the explanation)"
+    assert debug.count(announced) == 1, debug
+    chosen, compared = debug[: debug.index(announced)], debug[debug.index(announced) + 1 :]
+    assert chosen[-1] == f"Mounted TrustAdapter (certifi) on {good_server.url}"
+    assert len(compared) == 2, compared  # certifi, then the system store (no settings)
+    assert compared[0].startswith("Trusting certifi's CA bundle")
+    assert compared[1].startswith("Trusting ")
+
+
 # show
 
 CONFIG = """\
@@ -387,6 +644,45 @@ def test_show_without_config_and_unknown_connection(env: dict[str, str]) -> None
     assert missing.stderr.startswith("error: connection 'prod': no such section")
 
 
+def test_show_masks_url_passwords(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "config.ini"
+    config.write_text(
+        "[prod]\nCMEM_BASE_URI = https://admin:Hunter2@cmem.example.com\n"
+        "HTTPS_PROXY = http://proxyuser:ProxyPw@proxy.example:3128\n"
+    )
+
+    done = cli(env, "--config-file", str(config), "-c", "prod", "show")
+
+    assert done.returncode == 0, done
+    assert "Hunter2" not in done.stdout and "ProxyPw" not in done.stdout
+    assert "  CMEM_BASE_URI = https://admin:***@cmem.example.com  (set by config" in done.stdout
+    assert "  HTTPS_PROXY = http://proxyuser:***@proxy.example:3128  (set by config" in done.stdout
+
+
+def test_show_marks_cert_file_and_dir_in_config_as_ignored(
+    env: dict[str, str], certs: Certs, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.ini"
+    config.write_text(
+        "[prod]\nSSL_VERIFY = system\nSSL_CERT_FILE = /nonexistent/corp.pem\n"
+        "SSL_CERT_DIR = /nonexistent/certs\n"
+    )
+    env["SSL_CERT_FILE"] = certs.ca_file  # what the system source reads
+
+    done = cli(env, "--config-file", str(config), "-c", "prod", "show")
+
+    assert done.returncode == 0, done
+    where = f"[prod] in {config}"
+    ignored = "ignored: read from the environment only"
+    assert done.stdout.splitlines()[3:7] == [
+        f"  SSL_VERIFY = system  (set by config, {where})",
+        f"  SSL_CERT_FILE = /nonexistent/corp.pem  (set by config, {where}; {ignored})",
+        f"  SSL_CERT_FILE = {certs.ca_file}  (set by env)",
+        f"  SSL_CERT_DIR = /nonexistent/certs  (set by config, {where}; {ignored})",
+    ]
+    assert certs.ca_file in done.stdout.splitlines()[-1]  # the source: the env's file
+
+
 # fetch-chain
 
 
@@ -441,6 +737,37 @@ def test_fetch_chain_connection_refused(env: dict[str, str]) -> None:
 
     assert done.returncode == 1, done
     assert done.stderr == f"error: cannot connect to 127.0.0.1:{port}: connection refused\n"
+
+
+def test_fetch_chain_escapes_names_and_cannot_fake_a_fingerprint(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    cert, key = hostile_server_files(tmp_path)
+    with HTTPSServer(cert, key) as https:
+        done = cli(env, "fetch-chain", https.url, "-o", str(tmp_path / "saved.pem"))
+
+    assert done.returncode == 0, done
+    assert_escaped(done.stdout)
+    assert f"  1. subject:    CN=cmem.example.com, OU={ESCAPED}\n" in done.stdout
+    fingerprints = re.findall(r"^ +SHA-256: +(\S+)$", done.stdout, re.M)
+    assert fingerprints == [fingerprint(Path(cert).read_text())]
+
+
+def test_fetch_chain_caps_the_proxy_answer(env: dict[str, str]) -> None:
+    def endless_headers(conn: socket.socket, number: int) -> None:
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 200_000)
+        conn.recv(1)  # until the client hangs up
+
+    with raw_server(endless_headers) as port:
+        env["HTTPS_PROXY"] = f"http://127.0.0.1:{port}"
+        done = cli(env, "fetch-chain", "https://127.0.0.1:9/")
+
+    assert done.returncode == 1, done
+    assert done.stderr == (
+        f"error: the proxy http://127.0.0.1:{port} answered CONNECT 127.0.0.1:9 with more than"
+        " 64 KiB and no end of its headers\n"
+    )
 
 
 # demo
@@ -562,6 +889,26 @@ def test_run_missing_script_is_a_usage_error(env: dict[str, str], tmp_path: Path
 
     assert done.returncode == 2, done
     assert done.stderr == "error: cannot run missing.py: no such file\n"
+
+
+def test_run_a_directory_as_python_does(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__main__.py").write_text(
+        "import sys\nprint(sys.argv[1:], sys.path[0], __name__, __file__)\n"
+    )
+    (tmp_path / "empty").mkdir()
+
+    stock = subprocess.run(
+        [sys.executable, "app/", "x"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    done = cli(env, "run", "app/", "x", cwd=tmp_path)
+    empty = cli(env, "run", "empty/", cwd=tmp_path)
+
+    assert done.returncode == 0, done
+    assert done.stdout == stock.stdout
+    assert done.stdout == f"['x'] {tmp_path}/app/ __main__ {tmp_path}/app/__main__.py\n"
+    assert empty.returncode == 1, empty
+    assert empty.stderr == "error: can't find '__main__' module in 'empty/'\n"
 
 
 def _lax_ca_and_server(folder: Path) -> tuple[str, str, str]:
