@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import socket
 import ssl
 import threading
 from typing import Any
@@ -41,10 +43,26 @@ def without_credentials(url: str) -> str:
 
 
 def origin_of(url: str | SplitResult) -> Origin:
-    """Returns the (scheme, host, port) a URL connects to."""
+    """Returns the (scheme, host, port) a URL connects to, the host in one canonical spelling.
+
+    User info is no part of it; ``H.example.`` is ``h.example``; ``127.1``, ``2130706433`` and
+    ``0x7f.0.0.1`` are ``127.0.0.1`` (as the resolver reads them), ``[0::1]`` is ``::1``.
+    """
     parts = urlsplit(url) if isinstance(url, str) else url
     scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or ""), parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    return scheme, _canonical_host((parts.hostname or "").rstrip(".")), port
+
+
+def _canonical_host(host: str) -> str:
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:  # a name
+        return host
 
 
 class TrustAdapter(HTTPAdapter):

@@ -11,11 +11,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.exceptions import RequestException
-from requests.models import PreparedRequest
+from requests.models import PreparedRequest, Response
 
-from .adapter import TrustAdapter
-from .config import CMEM_BASE_URI, CmemcConfig
+from .adapter import Origin, TrustAdapter, origin_of
+from .config import CMEM_BASE_URI, CMEMC_CONFIG_FILE, CMEMC_CONNECTION, ENV_KEYS, CmemcConfig
 from .errors import ConfigError, redact
 from .policy import TrustPolicy
 from .settings import first
@@ -58,6 +59,52 @@ def _bad_base(base_url: str, problem: str) -> ConfigError:
     )
 
 
+class _OriginRouter(BaseAdapter):
+    """A session's adapter for a scheme, which sends requests for mounted origins to theirs.
+
+    requests picks an adapter by URL prefix, and a URL can name a mounted origin without
+    matching its prefix: with user info (``https://user@host/``), or another spelling of an
+    IP address (``https://127.1/``). Such a request would silently get the session's default
+    adapter and requests' own trust; this sends it to the origin's `TrustAdapter`. Anything
+    else goes to the adapter that was there before (`fallback`), unchanged.
+    """
+
+    def __init__(self, fallback: BaseAdapter) -> None:
+        super().__init__()
+        self.fallback = fallback
+        self.routes: dict[Origin, BaseAdapter] = {}
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        """Sends `request` with the adapter of its origin, or with `fallback`."""
+        adapter = self.routes.get(origin_of(request.url or ""), self.fallback)
+        return adapter.send(request, *args, **kwargs)
+
+    def close(self) -> None:
+        """Closes `fallback` (the session closes the mounted adapters itself)."""
+        self.fallback.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # What code reads from the session's adapter (max_retries, poolmanager...) is the
+        # fallback's. Dunder and own names are not forwarded: pickle looks them up first.
+        if name.startswith("__") or name in ("fallback", "routes"):
+            raise AttributeError(name)
+        return getattr(self.fallback, name)
+
+
+def _mount(session: requests.Session, adapter: TrustAdapter, prefixes: list[str]) -> None:
+    """Mounts `adapter` on `prefixes`, and routes other spellings of their origin to it."""
+    for prefix in prefixes:
+        session.mount(prefix, adapter)
+    if adapter.bound_to is None:
+        return
+    scheme = prefixes[0].split(":", 1)[0] + "://"
+    router = session.adapters.get(scheme)
+    if not isinstance(router, _OriginRouter):
+        router = _OriginRouter(router or HTTPAdapter())
+        session.mount(scheme, router)
+    router.routes[origin_of(adapter.bound_to)] = adapter
+
+
 def mount(
     session: requests.Session,
     base_url: str,
@@ -72,8 +119,7 @@ def mount(
     prefixes = mount_prefixes(base_url)
     adapter = TrustAdapter(policy, **adapter_kwargs)
     adapter.bind(prefixes[0])
-    for prefix in prefixes:
-        session.mount(prefix, adapter)
+    _mount(session, adapter, prefixes)
     log.debug("Mounted TrustAdapter (%s) on %s", adapter.policy.source, ", ".join(prefixes))
     return adapter
 
@@ -101,6 +147,33 @@ def mount_from_config(
     return mount(session, base.value, policy)
 
 
+class _InstalledPolicy:
+    """The policy new sessions get: the one given to `install`, or else
+    `TrustPolicy.from_config()`, resolved again whenever a variable it reads changes.
+
+    Programs such as cmemc write their connection's settings into ``os.environ`` as they run,
+    after ``install()`` or the start-up hook: new sessions follow them.
+    """
+
+    KEYS = (*ENV_KEYS, CMEMC_CONFIG_FILE, CMEMC_CONNECTION)
+
+    def __init__(self, given: TrustPolicy | None) -> None:
+        self._given = given
+        self._seen = self._environment()
+        self._policy = TrustPolicy.from_config() if given is None else given
+
+    def current(self) -> TrustPolicy:
+        """Returns the policy for a session created now."""
+        if self._given is None:
+            seen = self._environment()
+            if seen != self._seen:
+                self._policy, self._seen = TrustPolicy.from_config(), seen
+        return self._policy
+
+    def _environment(self) -> tuple[str | None, ...]:
+        return tuple(map(os.environ.get, self.KEYS))
+
+
 _install_lock = threading.Lock()
 _original_init: Callable[..., None] | None = None
 
@@ -110,15 +183,14 @@ def install(policy: TrustPolicy | None = None, base_url: str | None = None) -> N
 
     That includes the throw-away session inside ``requests.get()`` and friends. The adapter is
     mounted for `base_url`'s origin only, or for every ``https://`` and ``http://`` URL (the
-    latter for the TLS hop to an ``https://`` proxy). `policy` defaults to
-    `TrustPolicy.from_config()`: the environment and cmemc's config.ini if there is one (the
-    section ``CMEMC_CONNECTION`` names, then the environment, then ``[DEFAULT]``), as
-    ``cmem-adapter check`` resolves it. It is
-    resolved once, here. Calling it again replaces the settings; `ssl` is never patched, only
-    ``requests.Session.__init__``.
+    latter for the TLS hop to an ``https://`` proxy). Without `policy`, each new session
+    gets `TrustPolicy.from_config()` (the section ``CMEMC_CONNECTION`` names, then the
+    environment, then ``[DEFAULT]``, as ``cmem-adapter check`` resolves it), resolved again
+    only when one of its variables has changed. Calling it again replaces the settings; `ssl`
+    is never patched, only ``requests.Session.__init__``.
     """
     global _original_init
-    chosen = TrustPolicy.from_config() if policy is None else policy
+    installed = _InstalledPolicy(policy)
     prefixes = mount_prefixes(base_url) if base_url else ["https://", "http://"]
     with _install_lock:
         original = _original_init or requests.Session.__init__
@@ -126,16 +198,15 @@ def install(policy: TrustPolicy | None = None, base_url: str | None = None) -> N
         @functools.wraps(original)
         def __init__(session: requests.Session, *args: Any, **kwargs: Any) -> None:
             original(session, *args, **kwargs)
-            adapter = TrustAdapter(chosen)
+            adapter = TrustAdapter(installed.current())
             if base_url:
                 adapter.bind(prefixes[0])
-            for prefix in prefixes:
-                session.mount(prefix, adapter)
+            _mount(session, adapter, prefixes)
 
         requests.Session.__init__ = __init__  # type: ignore[method-assign,assignment]
         _original_init = original
-    shown = ", ".join(prefixes)
-    log.debug("Installed: new sessions mount TrustAdapter (%s) on %s", chosen.source, shown)
+    source = installed.current().source
+    log.debug("Installed: new sessions mount TrustAdapter (%s) on %s", source, ", ".join(prefixes))
 
 
 def uninstall() -> None:

@@ -446,6 +446,34 @@ def test_mount_refuses_what_is_not_an_origin(base: str) -> None:
         mount(requests.Session(), base, TrustPolicy.certifi())
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "https://user@{host}:{port}/",
+        "https://user:pw@{host}:{port}/",
+        "https://127.1:{port}/",
+        "https://2130706433:{port}/",
+        "https://127.000.000.001:{port}/",
+    ],
+)
+def test_other_spellings_of_a_mounted_origin_get_its_policy(
+    spelling: str,
+    rogue_server: HTTPSServer,
+    ca_file: str,
+    other_ca_file: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No prefix matches these URLs; stock requests would trust REQUESTS_CA_BUNDLE for them."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", other_ca_file)  # trusts the rogue server
+    session = requests.Session()
+    adapter = mount(session, rogue_server.url, TrustPolicy.bundle(ca_file))
+    url = spelling.format(host="127.0.0.1", port=rogue_server.port)
+    assert session.get_adapter(url) is not adapter  # requests' prefix match misses it ...
+    assert refuses(session, url)  # ... and the policy still decides
+    other = session.get_adapter("https://example.com/")
+    assert type(getattr(other, "fallback", other)) is requests.adapters.HTTPAdapter
+
+
 def test_bound_adapter_refuses_other_hosts(
     server: HTTPSServer, rogue_server: HTTPSServer, ca_file: str
 ) -> None:

@@ -127,14 +127,21 @@ suffixes = st.text(alphabet=".@:-_/?#abcz0189", min_size=0, max_size=6)
 
 
 @settings(max_examples=300, deadline=None)
-@given(host=hosts, port=ports, suffix=suffixes, other_port=ports)
-def test_mounted_adapter_matches_its_origin_and_nothing_else(
-    host: str, port: int | None, suffix: str, other_port: int | None
+@given(
+    host=hosts,
+    port=ports,
+    suffix=suffixes,
+    other_port=ports,
+    userinfo=st.sampled_from(["", "u@", "u:p@", ":@", "h@"]),
+)
+def test_mounted_adapter_sends_for_its_origin_and_nothing_else(
+    host: str, port: int | None, suffix: str, other_port: int | None, userinfo: str
 ) -> None:
     base = f"https://{host}" + (f":{port}" if port else "")
     session = requests.Session()
     adapter = mount(session, base, TrustPolicy.certifi())
-    candidate = f"https://{host}{suffix}" + (f":{other_port}" if other_port else "") + "/x"
+    candidate = f"https://{userinfo}{host}{suffix}" + (f":{other_port}" if other_port else "")
+    candidate += "/x"
     try:
         prepared = session.prepare_request(requests.Request("GET", candidate)).url or ""
     except requests.exceptions.RequestException:
@@ -143,4 +150,16 @@ def test_mounted_adapter_matches_its_origin_and_nothing_else(
         same = origin_of(prepared) == origin_of(base)
     except ValueError:  # a port urllib.parse cannot read
         same = False
-    assert (session.get_adapter(prepared) is adapter) == same, (base, prepared)
+    assert (sender(session, prepared) is adapter) == same, (base, prepared)
+
+
+def sender(session: requests.Session, url: str) -> object:
+    """Returns the adapter that sends a request for `url`, through mount()'s origin router."""
+    chosen = session.get_adapter(url)
+    routes = getattr(chosen, "routes", None)
+    if routes is None:
+        return chosen
+    try:
+        return routes.get(origin_of(url), chosen.fallback)  # type: ignore[attr-defined]
+    except ValueError:
+        return chosen.fallback  # type: ignore[attr-defined]
