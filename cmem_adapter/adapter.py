@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
-from requests.exceptions import InvalidProxyURL, InvalidURL
+from requests.exceptions import InvalidProxyURL, InvalidURL, SSLError
 from requests.models import PreparedRequest, Response
 from requests.utils import prepend_scheme_if_needed, select_proxy
 from urllib3 import PoolManager
@@ -193,10 +193,33 @@ class TrustAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> Response:
-        """Sends `request` like `HTTPAdapter.send`."""
+        """Sends `request` like `HTTPAdapter.send`; a TLS refusal says which trust refused it."""
         if _POOL_HOOK_LACKS_TLS_ARGUMENTS:
             self._send_args.verify, self._send_args.cert = verify, cert
-        return super().send(request, stream, timeout, verify, cert, proxies)
+        try:
+            return super().send(request, stream, timeout, verify, cert, proxies)
+        except SSLError as e:
+            note = self._refusal_note(request.url or "", verify)
+            if hasattr(e, "add_note"):  # Python >= 3.11: shown under the traceback
+                e.add_note(note)
+            log.debug("%s", note)
+            raise
+
+    def _refusal_note(self, url: str, verify: Any) -> str:
+        """Returns which trust verified `url` (and its proxy), and how to learn more."""
+        if self._policy_decides(verify):
+            chosen = ", ".join(s.label for s in self.policy.settings) or "the defaults"
+            trust = f"{self.policy.describe()} (chosen by {chosen})"
+        else:
+            trust = "the verify= given with the request"
+        if self.proxy_policy != self.policy:
+            trust += f"; an https:// proxy against {self.proxy_policy.describe()}"
+        scheme, host, port = origin_of(url)
+        origin = f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
+        return (
+            f"cmem_adapter: {origin} was verified against {trust}."
+            f" `cmem-adapter check {origin}` explains the refusal"
+        )
 
     def cert_verify(self, conn: HTTPConnectionPool, url: str, verify: Any, cert: Any) -> None:
         """Leaves the pool as `_pool_for` built it: its context holds trust and client cert.
@@ -242,11 +265,16 @@ class TrustAdapter(HTTPAdapter):
             target.hostname, target.port, scheme, pool_kwargs=pool_kwargs
         )
 
-    def _origin_context(self, verify: Any, cert: Any) -> FrozenContext:
-        client_cert = _client_cert(cert)
+    def _policy_decides(self, verify: Any) -> bool:
+        """Tells whether the policy verifies the origin, rather than the request's `verify`."""
         # verify=False under an off policy is the same choice (cmempy passes it on every
         # request): the policy's context, which has warned once, not urllib3's every time.
-        if self.enforce or not _chosen(verify) or (verify is False and self.policy.source == "off"):
+        off_anyway = verify is False and self.policy.source == "off"
+        return self.enforce or not _chosen(verify) or off_anyway
+
+    def _origin_context(self, verify: Any, cert: Any) -> FrozenContext:
+        client_cert = _client_cert(cert)
+        if self._policy_decides(verify):
             live = self._origin if client_cert is None else live_context(self.policy, client_cert)
         elif verify is False:
             live = live_context(TrustPolicy("off"), client_cert, by_request=True)

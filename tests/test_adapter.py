@@ -652,3 +652,20 @@ def test_a_policy_that_is_not_a_trust_policy_is_a_type_error(wrong: object) -> N
         TrustAdapter(wrong)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be a TrustPolicy"):
         mount(requests.Session(), "https://h.example", wrong)  # type: ignore[arg-type]
+
+
+def test_a_refusal_says_which_trust_refused_it(
+    rogue_server: HTTPSServer, ca_file: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = requests.Session()
+    mount(session, rogue_server.url, TrustPolicy.from_env({"REQUESTS_CA_BUNDLE": ca_file}))
+    with pytest.raises(requests.exceptions.SSLError) as refused:
+        session.get(rogue_server.url, timeout=10)
+    note = (
+        f"cmem_adapter: {rogue_server.url} was verified against CA bundle loaded from {ca_file}"
+        " (chosen by REQUESTS_CA_BUNDLE set by env)."
+        f" `cmem-adapter check {rogue_server.url}` explains the refusal"
+    )
+    assert note in caplog.messages
+    if sys.version_info >= (3, 11):  # notes are shown under the traceback
+        assert refused.value.__notes__ == [note]
