@@ -167,15 +167,7 @@ class TrustAdapter(HTTPAdapter):
         """Returns the pool for `request` (requests >= 2.32.2)."""
         return self._pool_for(request.url or "", verify, proxies, cert)
 
-    def _get_connection(
-        self,
-        request: PreparedRequest,
-        verify: bool | str | None,
-        proxies: dict[str, str] | None = None,
-        cert: Any = None,
-    ) -> HTTPConnectionPool:
-        """Returns the pool for `request` (requests 2.32.0 and 2.32.1)."""
-        return self._pool_for(request.url or "", verify, proxies, cert)
+    _get_connection = get_connection_with_tls_context  # its name in 2.32.0 and 2.32.1
 
     def get_connection(self, url: str, proxies: dict[str, str] | None = None) -> HTTPConnectionPool:
         """Returns the pool for `url` (requests <= 2.31), with the TLS arguments `send` kept."""
