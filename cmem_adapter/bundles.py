@@ -252,7 +252,8 @@ class CA(NamedTuple):
             blocks += _CERTIFICATE.findall(self._read_text(path))
         if not blocks:
             raise self._bad(
-                f"the directory holds no PEM certificate ({len(paths)} files looked at)",
+                f"the directory holds no PEM certificate ({len(paths)}"
+                f" file{'s' * (len(paths) != 1)} looked at)",
                 f"put CA certificates in PEM form there, or point {self.setting.key} at a PEM file",
             )
         return blocks, states

@@ -87,6 +87,40 @@ class Presented:
     sha256: str
     """The SHA-256 fingerprint of its DER form, colon-separated hex."""
     pem: str
+    dns_names: tuple[str, ...] = ()
+    """The DNS names among `names`."""
+    ip_addresses: tuple[str, ...] = ()
+    """The IP addresses among `names`."""
+
+    @property
+    def self_signed(self) -> bool:
+        """True when it names itself as its issuer: a root CA, or a server's own certificate."""
+        return self.subject == self.issuer
+
+    def expired(self, now: datetime) -> bool:
+        """True when it is no longer valid at `now`."""
+        return self.not_after < now
+
+    def early(self, now: datetime) -> bool:
+        """True when it is not valid yet at `now`."""
+        return self.not_before > now
+
+    def is_for(self, host: str) -> bool | None:
+        """Returns whether a client connecting to `host` would accept its names, as OpenSSL
+        matches them for Python (subjectAltName; a wildcard stands for one whole label).
+
+        None when that cannot be told from the names: a host name and no DNS names, where
+        OpenSSL falls back to the subject's common name.
+        """
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            address = None
+        if address is not None:  # an IP address matches IP addresses only, never a CN
+            return any(_same_address(address, value) for value in self.ip_addresses)
+        if not self.dns_names:
+            return None
+        return any(_name_matches(name, host) for name in self.dns_names)
 
 
 @dataclass(frozen=True)
@@ -149,26 +183,45 @@ def https_address(url: str) -> tuple[str, int]:
 
     Raises `ValueError`, saying why, for anything but a valid ``https://`` URL with a host.
     """
+    if "://" not in url:
+        raise ValueError(f"URL {url!r} has no scheme. Fix: {_did_you_mean(url)}")
     prepared = PreparedRequest()
     try:
         prepared.prepare_url(url, None)
         parts = urlsplit(prepared.url or "")
         host, port = parts.hostname or "", parts.port or 443
     except (RequestException, ValueError) as e:
-        raise ValueError(f"{url!r} is not a valid URL ({e})") from None
+        raise ValueError(f"URL {url!r} is not valid ({e})") from None
+    if parts.scheme == "http":
+        raise ValueError(
+            f"URL {url!r}: http:// involves no TLS, so there is no certificate to check (only"
+            " the hop to an https:// proxy has one). Fix: check the server's https:// URL"
+        )
     if parts.scheme != "https" or not host:
-        raise ValueError(f"{url!r} is not an https:// URL with a host")
+        raise ValueError(f"URL {url!r} is not an https:// URL with a host")
     if ":" in host:  # an IPv6 address
         try:
             ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
-            raise ValueError(f"{url!r}: {host!r} is not a valid IPv6 address") from None
+            raise ValueError(f"URL {url!r}: {host!r} is not a valid IPv6 address") from None
     elif not all(_LABEL.match(label) for label in host.removesuffix(".").split(".")):
         raise ValueError(
-            f"{url!r}: {host!r} is not a valid host name (each part between dots: 1 to 63"
+            f"URL {url!r}: {host!r} is not a valid host name (each part between dots: 1 to 63"
             " letters, digits, hyphens or underscores)"
         )
     return host, port
+
+
+def _did_you_mean(url: str) -> str:
+    """Returns "use https://URL" when that is a valid URL, else how an https:// URL looks."""
+    guess = "https://" + url + ("" if "/" in url else "/")
+    try:
+        if url[:1].isalnum() or url[:1] == "[":  # a host first, not a path
+            https_address(guess)
+            return f"use {guess}"
+    except ValueError:
+        pass
+    return "use the server's https:// URL, e.g. https://cmem.example.com/"
 
 
 def environ_proxy(url: str) -> str | None:
@@ -396,6 +449,7 @@ def _tls(stream: socket.socket, early: bytes, context: ssl.SSLContext, host: str
 
 def _presented(cert: Any) -> Presented:
     info = cert.get_info()
+    alt_names = info.get("subjectAltName", ())
     pem = cert.public_bytes()
     digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest().upper()
     return Presented(  # the server chose the names: printable, for every later message
@@ -403,10 +457,28 @@ def _presented(cert: Any) -> Presented:
         issuer=printable(_name(info.get("issuer", ()))),
         not_before=_time(info["notBefore"]),
         not_after=_time(info["notAfter"]),
-        names=tuple(printable(value) for _, value in info.get("subjectAltName", ())),
+        names=tuple(printable(value) for _, value in alt_names),
         sha256=":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
         pem=pem,
+        dns_names=tuple(printable(value) for kind, value in alt_names if kind == "DNS"),
+        ip_addresses=tuple(value for kind, value in alt_names if kind == "IP Address"),
     )
+
+
+def _same_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value.strip()) == address
+    except ValueError:
+        return False
+
+
+def _name_matches(name: str, host: str) -> bool:
+    name, host = name.lower().rstrip("."), host.lower().rstrip(".")
+    if name == host:
+        return True
+    # "*.example.com" stands for exactly one label, never a partial one ("w*.example.com").
+    label, _, rest = host.partition(".")
+    return name.startswith("*.") and bool(label) and name[2:] == rest and "." in rest
 
 
 def _name(rdns: Any) -> str:

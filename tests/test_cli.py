@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import certifi
 import pytest
 import trustme
 from cryptography import x509
@@ -319,7 +320,7 @@ def test_check_explains_a_certificate_no_trust_setting_fixes(
 
     assert done.returncode == 1, done
     out = done.stdout
-    assert "the trust source bundle (chosen by REQUESTS_CA_BUNDLE set by env) refused" in out
+    assert "the trust source bundle (chosen by REQUESTS_CA_BUNDLE (env)) refused" in out
     assert why in out
     assert f"Fix: no trust setting fixes this. {fix.format(port=https.port)}" in out
     assert "Other sources" not in out
@@ -345,7 +346,11 @@ def test_check_with_connection_uses_its_section_and_does_not_follow_redirects(
     assert refused.returncode == 1, refused
     out = refused.stdout
     assert f"  REQUESTS_CA_BUNDLE set by config to other-ca.pem ([mine] in {config})\n" in out
-    fix = f"REQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'} (in [mine] in {config}, which sets it now)"
+    # Its own CA file is kept: the saved chain goes into it (a bundle trusts each as an anchor).
+    fix = (
+        f"add the saved certificates to {tmp_path / 'other-ca.pem'} (REQUESTS_CA_BUNDLE, [mine]"
+        f" in {config})"
+    )
     assert out.endswith(f"{fix}\n")
     assert redirected.returncode == 0, redirected
     assert redirected.stdout.endswith(
@@ -378,7 +383,10 @@ def test_check_through_proxy_suspects_interception_and_hides_credentials(
     assert f"The server presented (through {proxy.url}):" in done.stdout
     assert f"the request went through the proxy {proxy.url}" in done.stdout
     assert "presented by a TLS-intercepting proxy rather than the server" in done.stdout
-    assert "Fix: set REQUESTS_CA_BUNDLE=<a PEM file with the proxy's CA certificate>" in done.stdout
+    assert (
+        "Fix: trust the proxy's CA (your network administrators have it): set"
+        " REQUESTS_CA_BUNDLE=<a PEM file with the proxy's CA certificate> and SSL_VERIFY=certifi"
+    ) in done.stdout
     # requests, then the probes (chain, certifi, certifi, system), all authenticated.
     assert len(proxy.log) == 5
     assert proxy.auth_headers == [f"Basic {base64.b64encode(b'alice:pa55word').decode()}"] * 5
@@ -409,6 +417,305 @@ def test_bad_ssl_verify_exits_2_naming_key_and_accepted_values(env: dict[str, st
 ESCAPED = (
     "x\\x1b[1A\\r\\x1b[2K     SHA-256:    " + ":".join(["AA"] * 32) + "\\n\\u202eevil\\u2066\\x9b"
 )
+
+
+def test_check_never_proposes_the_setting_in_effect(
+    env: dict[str, str], certs: Certs, tmp_path: Path
+) -> None:
+    # What fetch-chain saved: the leaf and the intermediate, not the root the server never sent.
+    saved = tmp_path / "ca.pem"
+    saved.write_text("".join(certs.with_intermediate.pems))
+    env.update(SSL_VERIFY="system", REQUESTS_CA_BUNDLE=str(saved))
+    served = certs.with_intermediate
+    with HTTPSServer(served.cert, served.key) as https:
+        done = cli(env, "check", https.url, cwd=tmp_path)
+        as_certifi = cli({**env, "SSL_VERIFY": "certifi"}, "check", https.url)
+        saved.write_text(saved.read_text() + certs.ca.cert_pem.bytes().decode())
+        with_root = cli(env, "check", https.url)
+
+    assert done.returncode == 1, done
+    fix = done.stdout.splitlines()[-1]
+    assert fix == (
+        "Fix: SSL_VERIFY=system needs the root CA among its extra CAs, and the server does not"
+        " send it: get the root CA certificate (PEM) from the server's administrator and add it"
+        f" to {saved}; or set SSL_VERIFY=certifi, which takes every extra CA as a trust anchor:"
+        f" then {saved} is enough"
+    )
+    assert f"REQUESTS_CA_BUNDLE={saved}" not in done.stdout
+    assert "fetch-chain" not in done.stdout
+    # Either way out works.
+    assert as_certifi.returncode == 0, as_certifi
+    assert with_root.returncode == 0, with_root
+
+
+def test_check_never_overwrites_the_bundle_in_use(
+    env: dict[str, str], good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))  # another server's CA
+    env["REQUESTS_CA_BUNDLE"] = "ca.pem"
+
+    done = cli(env, "check", good_server.url, cwd=tmp_path)
+
+    assert done.returncode == 1, done
+    assert done.stdout.splitlines()[-1] == (
+        f"Fix: save the chain with `cmem-adapter fetch-chain {good_server.url} -o server-ca.pem`,"
+        f" check it, then add the saved certificates to {tmp_path / 'ca.pem'}"
+        " (REQUESTS_CA_BUNDLE, env)"
+    )
+
+
+def test_check_refused_https_proxy_under_system_does_not_propose_system(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    proxy_cert = trustme.CA().issue_cert("127.0.0.1")
+    proxy_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "proxy.pem"))
+    env.update(SSL_VERIFY="system", SSL_CERT_FILE=certs.ca_file)  # the server's CA, not the proxy's
+    with HTTPSProxy(tmp_path / "proxy.pem", tmp_path / "proxy.pem") as proxy:
+        env["HTTPS_PROXY"] = proxy.url
+        done = cli(env, "check", good_server.url)
+
+    assert done.returncode == 1, done
+    assert done.stdout.splitlines()[-1] == (
+        "Fix: trust the proxy's CA (your network administrators have it): set"
+        " REQUESTS_CA_BUNDLE=<a PEM file with the proxy's CA certificate> (extra CAs to the"
+        " system's)"
+    )
+
+
+@pytest.mark.parametrize("bundle", [None, "public"])
+def test_check_says_when_its_fix_would_drop_the_public_cas(
+    env: dict[str, str], good_server: HTTPSServer, tmp_path: Path, bundle: str | None
+) -> None:
+    public = tmp_path / "distribution-bundle.pem"  # as a container's REQUESTS_CA_BUNDLE
+    public.write_text(Path(certifi.where()).read_text())
+    if bundle:
+        env["REQUESTS_CA_BUNDLE"] = str(public)
+    count = len(ders(public.read_text()))
+
+    done = cli(env, "check", good_server.url, cwd=tmp_path)
+    saved = cli(env, "fetch-chain", good_server.url, "-o", "ca.pem", cwd=tmp_path)
+    advised = {**env, "SSL_VERIFY": "certifi", "REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem")}
+    followed = cli(advised, "check", good_server.url)
+
+    assert done.returncode == 1, done
+    replaced = f"{public}, with its {count} public CAs" if bundle else "certifi's public CAs"
+    note = (
+        f"Note: REQUESTS_CA_BUNDLE alone replaces {replaced}: other https:// servers would fail"
+        " then. To keep them, set SSL_VERIFY=certifi as well: the file then adds to them"
+    )
+    assert done.stdout.splitlines()[-2:] == [
+        f"Fix: save the chain with `cmem-adapter fetch-chain {good_server.url} -o ca.pem`, check"
+        f" it, then set REQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'}",
+        note,
+    ]
+    assert saved.returncode == 0, saved
+    assert note in saved.stdout
+    assert followed.returncode == 0, followed  # the saved chain, on top of the public CAs
+
+
+def _not_yet_valid(certs: Certs) -> tuple[trustme.LeafCert, str]:
+    """Returns a certificate valid from 10 days on, and that moment as messages show it."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+    begins = now + datetime.timedelta(days=10)
+    leaf = certs.ca.issue_cert(
+        "127.0.0.1", not_before=begins, not_after=begins + datetime.timedelta(days=10)
+    )
+    return leaf, f"{begins:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _leaf_files(leaf: trustme.LeafCert, folder: Path) -> tuple[str, str]:
+    cert, key = folder / "leaf.pem", folder / "leaf-key.pem"
+    cert.write_text("".join(blob.bytes().decode() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    return str(cert), str(key)
+
+
+@pytest.mark.parametrize("which", ["expired", "wrong_host", "not_yet_valid"])
+def test_check_sees_what_an_unknown_issuer_hides(
+    env: dict[str, str], certs: Certs, tmp_path: Path, which: str
+) -> None:
+    if which == "not_yet_valid":
+        leaf, begins = _not_yet_valid(certs)
+        files = _leaf_files(leaf, tmp_path)
+        problem = f"is valid only from {begins}"
+        fix = "Fix: check this machine's clock; if it is right, the server's administrator"
+    else:
+        served: Served = getattr(certs, which)
+        files = served.cert, served.key
+        problem = {
+            "expired": "expired 2020-01-01 00:00:00 UTC",
+            "wrong_host": "is for example.test, not 127.0.0.1",
+        }[which]
+        fix = {
+            "expired": "Fix: the server's administrator must renew the certificate",
+            "wrong_host": "Fix: use a name the certificate is for, e.g. https://example.test:",
+        }[which]
+    with HTTPSServer(*files) as https:
+        done = cli(env, "check", https.url, cwd=tmp_path)  # certifi: its CA is unknown
+
+    assert done.returncode == 1, done
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("Why: unknown issuer: ") for line in lines), done.stdout
+    assert f"Also: the server's certificate {problem}: trusting its CA will not be enough" in lines
+    fixes = [line for line in lines if line.startswith("Fix: ")]
+    assert len(fixes) == 1 and fixes[0].startswith(fix), fixes
+    assert lines[lines.index(fixes[0]) + 1].startswith(
+        "Then, to trust its CA: save the chain with `cmem-adapter fetch-chain"
+    )
+
+
+def test_check_sees_what_an_unknown_issuer_hides_at_the_https_proxy(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
+    env["REQUESTS_CA_BUNDLE"] = str(tmp_path / "other-ca.pem")  # trusts no CA of the proxy's
+    with HTTPSProxy(certs.expired.cert, certs.expired.key) as proxy:
+        env["HTTPS_PROXY"] = proxy.url
+        done = cli(env, "check", good_server.url)
+
+    assert done.returncode == 1, done
+    lines = done.stdout.splitlines()
+    assert lines[-4].startswith("Why: unknown issuer: "), done.stdout
+    assert lines[-3:] == [
+        "Also: the proxy's certificate expired 2020-01-01 00:00:00 UTC: trusting its CA will"
+        " not be enough",
+        "Fix (the proxy's certificate): the server's administrator must renew the certificate"
+        " (or this machine's clock is wrong)",
+        "Then, to trust its CA: trust the proxy's CA (your network administrators have it): add"
+        f" the proxy's CA certificate to {tmp_path / 'other-ca.pem'} (REQUESTS_CA_BUNDLE: its"
+        " CAs verify the proxy and the server alike); or set SSL_VERIFY=system if the operating"
+        " system trusts that CA",
+    ]
+
+
+def test_check_takes_the_connections_base_uri_when_no_url_is_given(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.ini"
+    config.write_text(
+        f"[corp]\nCMEM_BASE_URI = {good_server.url}\nREQUESTS_CA_BUNDLE = {certs.ca_file}\n[bare]\n"
+    )
+    where = f"[corp] in {config}"
+
+    checked = cli(env, "--config-file", str(config), "-c", "corp", "check")
+    fetched = cli(
+        env, "--config-file", str(config), "-c", "corp", "fetch-chain", "-o", "c.pem", cwd=tmp_path
+    )
+    from_env = cli({**env, "CMEM_BASE_URI": good_server.url}, "check")
+    neither = cli(env, "--config-file", str(config), "-c", "bare", "check")
+
+    assert checked.returncode == 0, checked
+    assert checked.stdout.splitlines()[0] == (
+        f"URL: {good_server.url}  (CMEM_BASE_URI set by config, {where})"
+    )
+    assert checked.stdout.endswith(f"OK: HTTP 200 from {good_server.url}\n")
+    assert fetched.returncode == 0, fetched
+    assert f"CMEM_BASE_URI set by config, {where}" in fetched.stdout
+    assert from_env.returncode == 1, from_env  # certifi: refused, but checked
+    assert from_env.stdout.startswith(f"URL: {good_server.url}  (CMEM_BASE_URI set by env)\n")
+    assert neither.returncode == 2, neither
+    assert neither.stdout == ""
+    assert neither.stderr == (
+        f"error: no URL given, and CMEM_BASE_URI is not set in [bare] in {config} nor in the"
+        " environment. Fix: give the URL, e.g. `cmem-adapter check https://cmem.example.com/`,"
+        " or set CMEM_BASE_URI in the connection's config.ini section (chosen with -c) or in the"
+        " environment\n"
+    )
+
+
+def test_global_options_work_after_the_command_too(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.ini"
+    config.write_text(f"[mine]\nREQUESTS_CA_BUNDLE = {certs.ca_file}\n")
+    line = f"  REQUESTS_CA_BUNDLE set by config to {certs.ca_file} ([mine] in {config})"
+
+    after = cli(
+        env, "check", "--debug", "--config-file", str(config), "-c", "mine", good_server.url
+    )
+    before = cli(
+        env, "--config-file", str(config), "--connection", "mine", "check", good_server.url
+    )
+    mixed = cli(
+        env, "-c", "mine", "--debug", "check", "--config-file", str(config), good_server.url
+    )
+
+    for done in (after, before, mixed):
+        assert done.returncode == 0, done
+        assert line in done.stdout.splitlines()
+    assert DEBUG_STAMP.match(after.stderr) and DEBUG_STAMP.match(mixed.stderr)
+    assert before.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        (
+            "localhost:9443",
+            "error: URL 'localhost:9443' has no scheme. Fix: use https://localhost:9443/",
+        ),
+        (
+            "http://127.0.0.1:9/",
+            "error: URL 'http://127.0.0.1:9/': http:// involves no TLS, so there is no certificate"
+            " to check (only the hop to an https:// proxy has one). Fix: check the server's"
+            " https:// URL",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "fetch-chain"])
+def test_a_url_that_is_not_https_says_what_to_give(
+    env: dict[str, str], command: str, url: str, error: str
+) -> None:
+    done = cli(env, command, url)
+
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    assert done.stderr == f"{error}\n"
+
+
+def test_check_a_url_with_credentials_is_not_a_base_url_error(env: dict[str, str]) -> None:
+    port = free_port()
+
+    done = cli(env, "check", f"https://alice:S3cret@127.0.0.1:{port}/")
+
+    assert done.returncode == 1, done
+    assert "S3cret" not in done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == f"FAILED: https://127.0.0.1:{port}/: connection refused"
+
+
+@pytest.mark.parametrize(("files", "counted"), [(1, "1 file"), (2, "2 files")])
+def test_a_ca_directory_without_certificates_counts_its_files(
+    env: dict[str, str], tmp_path: Path, files: int, counted: str
+) -> None:
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    for number in range(files):
+        (folder / f"notes-{number}.txt").write_text("no certificate here\n")
+    env["REQUESTS_CA_BUNDLE"] = str(folder)
+
+    done = cli(env, "check", "https://127.0.0.1:9/")
+
+    assert done.returncode == 2, done
+    assert f"the directory holds no PEM certificate ({counted} looked at)" in done.stderr
+
+
+def test_check_lists_the_settings_that_chose_the_source(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "extra.pem"))
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "store.pem"))
+    config = tmp_path / "config.ini"
+    config.write_text(f"[mine]\nREQUESTS_CA_BUNDLE = {tmp_path / 'extra.pem'}\n")
+    env.update(SSL_VERIFY="system", SSL_CERT_FILE=str(tmp_path / "store.pem"))
+
+    done = cli(env, "--config-file", str(config), "-c", "mine", "check", good_server.url)
+
+    assert done.returncode == 1, done
+    assert (
+        "FAILED: the trust source system + extra CAs (chosen by SSL_VERIFY (env),"
+        f" REQUESTS_CA_BUNDLE ([mine] in {config}), SSL_CERT_FILE (env)) refused the certificate of"
+        f" {good_server.url}\n"
+    ) in done.stdout
 
 
 def test_check_escapes_what_the_server_sent(
@@ -508,7 +815,8 @@ def test_check_a_server_that_stops_answering_is_one_failure(
     assert done.stderr == ""
     assert "Why: unknown issuer:" in done.stdout
     assert f"Other sources: not known (TLS handshake with 127.0.0.1:{port} failed" in done.stdout
-    assert done.stdout.splitlines()[-1].startswith("Fix: save the chain with `cmem-adapter")
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("Fix: save the chain with `cmem-adapter") for line in lines)
 
 
 def test_check_explains_a_refused_https_proxy(
@@ -530,7 +838,7 @@ def test_check_explains_a_refused_https_proxy(
     assert (
         f"FAILED: {good_server.url} was not reached: the TLS connection to the proxy {proxy.url}"
         " (from the environment) was refused: the trust source bundle (chosen by"
-        " REQUESTS_CA_BUNDLE set by env), which verifies the proxy as well as the server,"
+        " REQUESTS_CA_BUNDLE (env)), which verifies the proxy as well as the server,"
         " refused the proxy's certificate\nThe proxy presented:\n  1. O=trustme v1.2.1," in out
     )
     proxy_ca_name = x509.load_pem_x509_certificate(proxy_ca.cert_pem.bytes()).subject
@@ -570,7 +878,7 @@ def test_debug_check_says_why_it_builds_other_sources(
     announced = "Checking which other trust sources would accept the server (for the explanation)"
     assert debug.count(announced) == 1, debug
     chosen, compared = debug[: debug.index(announced)], debug[debug.index(announced) + 1 :]
-    assert chosen[-1] == f"Mounted TrustAdapter (certifi) on {good_server.url}"
+    assert f"Mounted TrustAdapter (certifi) on {good_server.url}" in chosen
     assert len(compared) == 2, compared  # certifi, then the system store (no settings)
     assert compared[0].startswith("Trusting certifi's CA bundle")
     assert compared[1].startswith("Trusting ")
@@ -703,7 +1011,8 @@ def test_fetch_chain_saves_every_presented_certificate(
         assert f"subject:    O=trustme v1.2.1, OU={unit(cert.subject)}\n" in saved.stdout
         assert f"issuer:     O=trustme v1.2.1, OU={unit(cert.issuer)}\n" in saved.stdout
     assert "compare the SHA-256 fingerprints" in saved.stdout
-    assert f"Then: REQUESTS_CA_BUNDLE={tmp_path / 'chain.pem'}" in saved.stdout
+    assert "Warning" not in saved.stdout
+    assert f"Then: set REQUESTS_CA_BUNDLE={tmp_path / 'chain.pem'}\n" in saved.stdout
     # ... and then it works, without the root CA the server never sent.
     with HTTPSServer(certs.with_intermediate.cert, certs.with_intermediate.key) as https:
         bundle_env = {**env, "REQUESTS_CA_BUNDLE": str(tmp_path / "chain.pem")}
@@ -713,7 +1022,7 @@ def test_fetch_chain_saves_every_presented_certificate(
     assert piped.stdout.startswith("-----BEGIN CERTIFICATE-----")
     assert ders(piped.stdout) == ders("".join(chain))
     assert re.findall(r"SHA-256: +(\S+)", piped.stderr) == [fingerprint(p) for p in chain]
-    assert "Then: REQUESTS_CA_BUNDLE=<the saved file>" in piped.stderr
+    assert "Then: set REQUESTS_CA_BUNDLE=<the saved file>\n" in piped.stderr
 
 
 def test_fetch_chain_through_an_https_proxy(
@@ -725,9 +1034,10 @@ def test_fetch_chain_through_an_https_proxy(
         done = cli(env, "fetch-chain", good_server.url)
 
     assert done.returncode == 0, done
-    assert proxy.log == [f"CONNECT 127.0.0.1:{good_server.port}"]
+    # The chain, then whether a public CA (certifi) verifies it: none does.
+    assert proxy.log == [f"CONNECT 127.0.0.1:{good_server.port}"] * 2
     assert re.findall(r"SHA-256: +(\S+)", done.stderr) == [fingerprint(certs.good.pems[0])]
-    assert f"They came through the proxy {proxy.url}" in done.stderr
+    assert f"They came through the proxy {proxy.url} (from the environment)" in done.stderr
 
 
 def test_fetch_chain_connection_refused(env: dict[str, str]) -> None:
@@ -767,6 +1077,66 @@ def test_fetch_chain_caps_the_proxy_answer(env: dict[str, str]) -> None:
     assert done.stderr == (
         f"error: the proxy http://127.0.0.1:{port} answered CONNECT 127.0.0.1:9 with more than"
         " 64 KiB and no end of its headers\n"
+    )
+
+
+@pytest.mark.parametrize("which", ["expired", "wrong_host", "not_yet_valid"])
+def test_fetch_chain_warns_when_trusting_it_will_not_be_enough(
+    env: dict[str, str], certs: Certs, tmp_path: Path, which: str
+) -> None:
+    if which == "not_yet_valid":
+        leaf, begins = _not_yet_valid(certs)
+        files = _leaf_files(leaf, tmp_path)
+        problem = f"is valid only from {begins}"
+    else:
+        served: Served = getattr(certs, which)
+        files = served.cert, served.key
+        problem = {
+            "expired": "expired 2020-01-01 00:00:00 UTC",
+            "wrong_host": "is for example.test, not 127.0.0.1",
+        }[which]
+    with HTTPSServer(*files) as https:
+        done = cli(env, "fetch-chain", https.url, "-o", str(tmp_path / "saved.pem"))
+
+    assert done.returncode == 0, done
+    warning = f"Warning: the server's certificate (1.) {problem}: trusting it will not be enough"
+    assert [line for line in done.stdout.splitlines() if "Warning" in line] == [warning]
+
+
+def test_fetch_chain_through_an_intercepting_proxy_does_not_offer_the_file(
+    env: dict[str, str], good_server: HTTPSServer, tmp_path: Path
+) -> None:
+    with ConnectProxy() as proxy:
+        env["HTTPS_PROXY"] = proxy.url
+        done = cli(env, "fetch-chain", good_server.url, "-o", str(tmp_path / "saved.pem"))
+
+    assert done.returncode == 0, done
+    assert "REQUESTS_CA_BUNDLE" not in done.stdout
+    assert "Then:" not in done.stdout
+    assert done.stdout.splitlines()[-1] == (
+        f"They came through the proxy {proxy.url} (from the environment), and no public CA"
+        " (certifi) verifies them: a TLS-intercepting proxy presents a certificate it made for"
+        " this one host, so this file is not what to trust. Get the proxy's CA certificate from"
+        " your network administrators and trust that; or set SSL_VERIFY=system if the operating"
+        " system trusts that CA."
+    )
+
+
+def test_fetch_chain_says_when_nothing_is_left_to_set(
+    env: dict[str, str], certs: Certs, tmp_path: Path
+) -> None:
+    env["REQUESTS_CA_BUNDLE"] = certs.ca_file
+    with HTTPSServer(certs.good.cert, certs.good.key) as good:
+        trusted = cli(env, "fetch-chain", good.url, "-o", str(tmp_path / "a.pem"))
+    with HTTPSServer(certs.wrong_host.cert, certs.wrong_host.key) as misnamed:
+        ca_known = cli(env, "fetch-chain", misnamed.url, "-o", str(tmp_path / "b.pem"))
+
+    chosen = "the trust source bundle (chosen by REQUESTS_CA_BUNDLE (env))"
+    assert trusted.returncode == 0, trusted
+    assert trusted.stdout.splitlines()[-1] == f"Then: nothing to set: {chosen} accepts the server"
+    assert ca_known.returncode == 0, ca_known
+    assert ca_known.stdout.splitlines()[-1] == (
+        f"Then: nothing to set for trust: {chosen} trusts its CA"
     )
 
 
