@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import glob
 import os
+import tarfile
+import zipfile
 
 import nox
 
@@ -119,3 +121,24 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site; any warning fails."""
     session.install("mkdocs-material==9.8.2", "mkdocstrings[python]==1.0.8", "ruff==0.17.6")
     session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(python="3.11")
+def package(session: nox.Session) -> None:
+    """sdist and wheel; twine check --strict; what each must carry."""
+    session.install("build", "twine")
+    out = session.create_tmp()
+    session.run("python", "-m", "build", "--outdir", out)
+    (wheel,) = glob.glob(os.path.join(out, "*.whl"))
+    (sdist,) = glob.glob(os.path.join(out, "*.tar.gz"))
+    session.run("twine", "check", "--strict", wheel, sdist)
+    with zipfile.ZipFile(wheel) as built_wheel, tarfile.open(sdist) as built_sdist:
+        in_wheel = set(built_wheel.namelist())
+        in_sdist = {name.split("/", 1)[1] for name in built_sdist.getnames() if "/" in name}
+    wanted = {
+        wheel: ({"cmem_adapter_auto.pth", "cmem_adapter/py.typed"}, in_wheel),
+        sdist: ({"tests/test_adapter.py", "docs/index.md", "CHANGELOG.md", "LICENSE"}, in_sdist),
+    }
+    for built, (files, present) in wanted.items():
+        if files - present:
+            session.error(f"{os.path.basename(built)} lacks {sorted(files - present)}")
