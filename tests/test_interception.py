@@ -241,3 +241,27 @@ def test_wrong_proxy_password_is_not_shown_either(
     assert not [text for text in shown if wrong in text or quote(wrong) in text]
     del refused, session
     gc.collect()
+
+
+def test_check_says_the_certificate_is_the_intercepting_proxys(
+    container_proxy: Interceptor, origin: Origin, tmp_path: Path
+) -> None:
+    """`cmem-adapter check` behind the proxy: the proxy's doing, named without its password."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.upper().endswith(("CA_BUNDLE", "_CERT_FILE", "_CERT_DIR"))
+    }
+    env |= {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "cmem_adapter", "check", origin.server.url]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1, refused
+    out = refused.stdout
+    assert "mitmproxy" in out  # the issuer presented is the proxy's CA, shown as such
+    assert "looks like it was presented by a TLS-intercepting proxy" in out
+    assert "through the proxy http://127.0.0.1:" in out  # without its user and password
+    assert PASSWORD not in out + refused.stderr and QUOTED_PASSWORD not in out + refused.stderr
+    env["REQUESTS_CA_BUNDLE"] = container_proxy.ca_file  # what the note tells the user to do
+    accepted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert accepted.returncode == 0, accepted
+    assert "OK: HTTP 200" in accepted.stdout
