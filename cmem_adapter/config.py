@@ -37,6 +37,12 @@ def default_config_file(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "cmemc", "config.ini")
 
 
+def connection_name(connection: str | None, environ: Mapping[str, str]) -> str | None:
+    """Returns the connection (config.ini section) to use: `connection`, else
+    ``CMEMC_CONNECTION``, else None."""
+    return connection or environ.get(CMEMC_CONNECTION, "").strip() or None
+
+
 class CmemcConfig(NamedTuple):
     """The sections of one config.ini file, keys upper-cased, ``[DEFAULT]`` not merged in."""
 
@@ -98,7 +104,7 @@ class CmemcConfig(NamedTuple):
         Raises `ConfigError` for a connection the file does not have, listing those it has.
         """
         env = Layer("env", environ)
-        name = connection or environ.get(CMEMC_CONNECTION, "").strip() or None
+        name = connection_name(connection, environ)
         layers = []
         if name is not None:
             if name not in self.sections or name == "DEFAULT":

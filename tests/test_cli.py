@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 from servers import ConnectProxy, HTTPSProxy, HTTPSServer
 
 import cmem_adapter
-from cmem_adapter import cli as cli_module
+from cmem_adapter import terminal
 
 REPO = Path(cmem_adapter.__file__).resolve().parents[1]
 DEBUG_STAMP = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] ")
@@ -737,7 +737,7 @@ def test_check_escapes_what_the_server_sent(
 
 
 def test_say_masks_url_passwords_and_escapes_controls(capsys: pytest.CaptureFixture[str]) -> None:
-    cli_module._say("FAILED: http://bob:S3cret@h:1 \x1b[2K\u202e", "two\nlines\r")
+    terminal.say("FAILED: http://bob:S3cret@h:1 \x1b[2K\u202e", "two\nlines\r")
 
     out = capsys.readouterr().out
     assert out == "FAILED: http://bob:***@h:1 \\x1b[2K\\u202e\ntwo\nlines\\r\n"
