@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,16 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+
+
+@pytest.fixture(autouse=True)
+def no_leak_left_for_later() -> Iterator[None]:
+    """Collects garbage after each test: a socket left open fails the test that left it.
+
+    Otherwise its ResourceWarning surfaces in whichever later test the collector runs in.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)
