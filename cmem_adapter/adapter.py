@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
-from requests.exceptions import InvalidProxyURL, InvalidURL, SSLError
+from requests.exceptions import InvalidProxyURL, InvalidURL, ProxyError, SSLError
 from requests.models import PreparedRequest, Response
 from requests.utils import prepend_scheme_if_needed, select_proxy
 from urllib3 import PoolManager
@@ -20,6 +20,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
 from .contexts import ClientCert, FrozenContext, LiveContext, live_context
+from .errors import causes
 from .policy import TrustPolicy, request_policy, warn_if_off
 
 log = logging.getLogger("cmem_adapter")
@@ -71,8 +72,9 @@ class TrustAdapter(HTTPAdapter):
     Every HTTPS connection is verified against `policy` (default: `TrustPolicy.from_env()`),
     the TLS hop to an ``https://`` proxy against `proxy_policy` (default: `policy`). A request's
     own ``verify=False`` or ``verify=<path>`` gets a pool of its own, unless `enforce` is true;
-    a ``verify`` that requests took from ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` is not a
-    choice and is ignored. Other keyword arguments go to `HTTPAdapter`.
+    any other ``verify`` (True, None, "", 0) and one that requests took from
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` is no choice: the policy applies. Other keyword
+    arguments go to `HTTPAdapter`.
     """
 
     __attrs__ = [  # noqa: RUF012 (declared by requests)
@@ -190,7 +192,9 @@ class TrustAdapter(HTTPAdapter):
             self._send_args.verify, self._send_args.cert = verify, cert
         try:
             return super().send(request, stream, timeout, verify, cert, proxies)
-        except SSLError as e:
+        except (SSLError, ProxyError) as e:
+            if not any(isinstance(c, ssl.SSLError) for c in causes(e)):
+                raise  # a proxy that refused us otherwise, e.g. with 407
             note = self._refusal_note(request.url or "", verify)
             if hasattr(e, "add_note"):  # Python >= 3.11: shown under the traceback
                 e.add_note(note)
@@ -201,15 +205,15 @@ class TrustAdapter(HTTPAdapter):
         """Returns which trust verified `url` (and its proxy), and how to learn more."""
         if self._policy_decides(verify):
             chosen = ", ".join(s.label for s in self.policy.settings) or "the defaults"
-            trust = f"{self.policy.describe()} (chosen by {chosen})"
+            trust = f"the policy: {self.policy.describe()} (chosen by {chosen})"
         else:
             trust = "the verify= given with the request"
         if self.proxy_policy != self.policy:
-            trust += f"; an https:// proxy against {self.proxy_policy.describe()}"
-        scheme, host, port = origin_of(url)
-        origin = f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
+            trust += f"; the https:// proxy by: {self.proxy_policy.describe()}"
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/"  # as asked, no user info
         return (
-            f"cmem_adapter: {origin} was verified against {trust}."
+            f"cmem_adapter verified {origin} by {trust}."
             f" `cmem-adapter check {origin}` explains the refusal"
         )
 

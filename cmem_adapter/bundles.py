@@ -174,11 +174,15 @@ class CA(NamedTuple):
             # O_NONBLOCK: opening a FIFO does not wait for a writer; regular files ignore it.
             with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
                 found = os.fstat(f.fileno())
-                if not stat.S_ISREG(found.st_mode) or found.st_size > _MAX_BYTES:
+                if not stat.S_ISREG(found.st_mode):
                     raise self._bad(
-                        f"{path} is not a regular file of CA certificates"
-                        + (f" ({found.st_size} bytes)" if stat.S_ISREG(found.st_mode) else ""),
+                        f"{path} is not a regular file",
                         f"point {self.setting.key} at a PEM file or a directory of PEM files",
+                    )
+                if found.st_size > _MAX_BYTES:
+                    raise self._bad(
+                        f"{path} is {found.st_size} bytes: too large to be a CA bundle",
+                        f"point {self.setting.key} at the PEM file of CA certificates",
                     )
                 return f.read().decode("latin-1")
         except FileNotFoundError:
@@ -249,7 +253,9 @@ class CA(NamedTuple):
         states = file_states([self.value, *paths])
         blocks: list[str] = []
         for path in paths:
-            blocks += _CERTIFICATE.findall(self._read_text(path))
+            text = self._read_text(path)
+            if _TRUSTED_CERTIFICATE in text or _CERTIFICATE_BEGIN.search(text):
+                blocks += self._certificates(text, f"the file {path}")  # checked as a bundle
         if not blocks:
             raise self._bad(
                 f"the directory holds no PEM certificate ({len(paths)}"

@@ -295,9 +295,11 @@ def _fetch_chain(args: argparse.Namespace, policy: TrustPolicy) -> int:
 
 
 def _run(args: argparse.Namespace, policy: TrustPolicy) -> int:
-    """Runs the script as ``python SCRIPT ARGS`` would, with `install(policy)` applied.
+    """Runs the script as ``python SCRIPT ARGS`` would, with `install` applied.
 
-    The script takes over this process: its exit code and exceptions end it as with python.
+    Without --config-file or -c, new sessions follow the environment as the script changes it
+    (as under CMEM_ADAPTER_AUTO=1); with them, `policy` holds. The script takes over this
+    process: its exit code and exceptions end it as with python.
     """
     if not os.path.exists(args.script):
         return error(f"cannot run {args.script}: no such file", 2)
@@ -312,7 +314,8 @@ def _run(args: argparse.Namespace, policy: TrustPolicy) -> int:
                 pass
         except OSError as e:
             return error(f"cannot run {args.script}: {e.strerror}", 2)
-    install(policy)
+    chosen = args.connection is not None or args.config_file is not None
+    install(policy if chosen else None)
     sys.argv = [args.script, *args.args]
     script = args.script
     if importer is None:

@@ -18,10 +18,10 @@ from typing import Any
 import requests
 
 from ._throwaway_ca import ThrowawayCA
-from .errors import ConfigError
+from .errors import ConfigError, causes
 from .mounting import mount
 from .policy import TrustPolicy
-from .probe import TIMEOUT, causes, plain
+from .probe import TIMEOUT, plain
 from .terminal import DEBUG_FORMAT, SafeFormatter, error, logging_to, say
 
 

@@ -12,7 +12,8 @@ class ConfigError(ValueError):
 
     The message names the setting, where it came from, the value and the fix. It is raised
     when a policy is built, never later at request time, except for what only a request
-    names: its own ``verify=`` path and its client certificate (``cert=``).
+    names (its own ``verify=`` path, its client certificate) and, after `install`, when a
+    program has written a bad value into the environment before making a session.
     """
 
 
@@ -27,3 +28,17 @@ def bad_value(label: str, value: str, problem: str, fix: str) -> ConfigError:
 def redact(text: str) -> str:
     """Returns `text` with the password of every ``scheme://user:password@`` URL in it masked."""
     return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """Returns `error` and all it wraps: causes, contexts, urllib3's reasons and arguments."""
+    found: list[BaseException] = []
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        todo += [e for e in (*wrapped, *current.args) if isinstance(e, BaseException)]
+    return found

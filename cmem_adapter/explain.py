@@ -18,14 +18,13 @@ import requests
 
 from .adapter import without_credentials
 from .bundles import CA
-from .errors import ConfigError
+from .errors import ConfigError, causes
 from .policy import TrustPolicy
 from .probe import (
     Presented,
     ProbeError,
     Refusal,
     Route,
-    causes,
     fetch_chain,
     other_sources,
     plain,

@@ -113,7 +113,8 @@ def mount(
 ) -> TrustAdapter:
     """Returns a new `TrustAdapter` mounted on `session` for `base_url`'s origin only.
 
-    The adapter also refuses to send a request for any other origin. `policy` defaults to
+    Every spelling of the origin goes to it (user info, other spellings of an IP address), and
+    it refuses to send a request for any other origin. `policy` defaults to
     `TrustPolicy.from_env()`; `adapter_kwargs` go to `TrustAdapter`.
     """
     prefixes = mount_prefixes(base_url)

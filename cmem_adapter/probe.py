@@ -27,7 +27,7 @@ from requests.utils import get_environ_proxies, prepend_scheme_if_needed, select
 
 from .adapter import without_credentials
 from .contexts import live_context
-from .errors import ConfigError, redact
+from .errors import ConfigError, causes, redact
 from .policy import TrustPolicy
 
 log = logging.getLogger("cmem_adapter")
@@ -302,20 +302,6 @@ def other_sources(route: Route, timeout: float = TIMEOUT) -> dict[str, Refusal |
         else:
             verdicts[name] = verify(route, policy, timeout)
     return verdicts
-
-
-def causes(error: BaseException) -> list[BaseException]:
-    """Returns `error` and all it wraps: causes, contexts, urllib3's reasons and arguments."""
-    found: list[BaseException] = []
-    todo = [error]
-    while todo:
-        current = todo.pop(0)
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None))
-        todo += [e for e in (*wrapped, *current.args) if isinstance(e, BaseException)]
-    return found
 
 
 def plain(error: BaseException) -> str:

@@ -662,10 +662,30 @@ def test_a_refusal_says_which_trust_refused_it(
     with pytest.raises(requests.exceptions.SSLError) as refused:
         session.get(rogue_server.url, timeout=10)
     note = (
-        f"cmem_adapter: {rogue_server.url} was verified against CA bundle loaded from {ca_file}"
-        " (chosen by REQUESTS_CA_BUNDLE set by env)."
+        f"cmem_adapter verified {rogue_server.url} by the policy: CA bundle loaded from"
+        f" {ca_file} (chosen by REQUESTS_CA_BUNDLE set by env)."
         f" `cmem-adapter check {rogue_server.url}` explains the refusal"
     )
     assert note in caplog.messages
     if sys.version_info >= (3, 11):  # notes are shown under the traceback
         assert refused.value.__notes__ == [note]
+
+
+def test_a_refused_https_proxy_says_which_trust_refused_it(
+    server: HTTPSServer,
+    other_ca: trustme.CA,
+    ca_file: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The proxy hop is refused with a ProxyError (urllib3 2.x) or SSLError (1.26): both say."""
+    session = session_for(TrustPolicy.bundle(ca_file))
+    refused = (requests.exceptions.ProxyError, requests.exceptions.SSLError)
+    with (
+        HTTPSProxy(*issue_files(other_ca, tmp_path, "rogue-proxy")) as rogue,
+        pytest.raises(refused),
+    ):
+        session.get(server.url, proxies={"https": rogue.url}, timeout=10)
+    assert any(
+        m.startswith(f"cmem_adapter verified {server.url} by the policy") for m in caplog.messages
+    )

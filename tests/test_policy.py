@@ -253,6 +253,26 @@ def test_devices_are_refused_not_read(special: str, tmp_path: Path) -> None:
             TrustPolicy.from_env({"REQUESTS_CA_BUNDLE": path})
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (pem_block("TRUSTED CERTIFICATE"), "'TRUSTED CERTIFICATE' blocks"),
+        (b"-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAK\n", "no END line"),
+    ],
+)
+def test_a_bad_file_in_a_directory_fails_like_a_bad_bundle_file(
+    content: bytes, problem: str, tmp_path: Path, ca: trustme.CA
+) -> None:
+    """Not skipped: a directory would trust less than it holds, or a half-written file."""
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    ca.cert_pem.write_to_path(str(folder / "good.pem"))
+    (folder / "bad.pem").write_bytes(content)
+    (folder / "README").write_text("files without certificates are skipped\n")
+    with pytest.raises(ConfigError, match=f"the file {folder / 'bad.pem'} .*{problem}"):
+        TrustPolicy.bundle(folder)
+
+
 def test_empty_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "README").write_text("no certificates here\n")
