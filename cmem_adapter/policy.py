@@ -11,6 +11,7 @@ from typing import Literal
 import certifi
 
 from .bundles import CA, SystemStore
+from .config import CmemcConfig
 from .contexts import live_context
 from .errors import ConfigError
 from .settings import (
@@ -137,8 +138,6 @@ class TrustPolicy:
         file, this is `from_env`. A relative bundle path is looked up in the current
         directory, then in the config file's. `environ` replaces `os.environ` when given.
         """
-        from .config import CmemcConfig
-
         env = os.environ if environ is None else environ
         config = CmemcConfig.load(config_file, env)
         return cls.resolve(config.layers(connection, env), env)
@@ -220,7 +219,9 @@ class TrustPolicy:
 
 
 def _is_pem(value: CAInput) -> bool:
-    return isinstance(value, bytes) or (isinstance(value, str) and "-----BEGIN" in value)
+    if isinstance(value, bytes):
+        return b"-----BEGIN" in value
+    return isinstance(value, str) and "-----BEGIN" in value
 
 
 _warned: set[TrustPolicy] = set()
