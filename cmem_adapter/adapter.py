@@ -25,7 +25,7 @@ from .policy import TrustPolicy, request_policy, warn_if_off
 
 log = logging.getLogger("cmem_adapter")
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # requests <= 2.31 asks get_connection(url, proxies) for the pool, without verify or cert (the
 # root of CVE-2024-35195): send() keeps them for it, per thread. Later releases pass them.
@@ -51,7 +51,7 @@ def origin_of(url: str | SplitResult) -> Origin:
     """
     parts = urlsplit(url) if isinstance(url, str) else url
     scheme = parts.scheme.lower()
-    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    port = parts.port or DEFAULT_PORTS.get(scheme, 0)
     return scheme, _canonical_host((parts.hostname or "").rstrip(".")), port
 
 

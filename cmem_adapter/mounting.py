@@ -15,16 +15,13 @@ from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.exceptions import RequestException
 from requests.models import PreparedRequest, Response
 
-from .adapter import Origin, TrustAdapter, origin_of
+from .adapter import DEFAULT_PORTS, Origin, TrustAdapter, origin_of
 from .config import CMEM_BASE_URI, CMEMC_CONFIG_FILE, CMEMC_CONNECTION, ENV_KEYS, CmemcConfig
 from .errors import ConfigError, redact
 from .policy import TrustPolicy
 from .settings import first
 
 log = logging.getLogger("cmem_adapter")
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 
 def mount_prefixes(base_url: str) -> list[str]:
     """Returns the session prefixes that match `base_url`'s origin and nothing else.
@@ -40,13 +37,13 @@ def mount_prefixes(base_url: str) -> list[str]:
         parts = urlsplit(prepared.url or "")
         scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
     except (RequestException, ValueError) as e:
-        raise _bad_base(base_url, f"not a URL ({e})") from None
-    if scheme not in _DEFAULT_PORTS or not host:
+        raise _bad_base(base_url, f"not a URL ({redact(str(e))})") from None
+    if scheme not in DEFAULT_PORTS or not host:
         raise _bad_base(base_url, "not an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
         raise _bad_base(base_url, "it holds credentials, which a mount prefix cannot match")
     netloc = f"[{host}]" if ":" in host else host
-    default = _DEFAULT_PORTS[scheme]
+    default = DEFAULT_PORTS[scheme]
     if port is None or port == default:
         return [f"{scheme}://{netloc}/", f"{scheme}://{netloc}:{default}/"]
     return [f"{scheme}://{netloc}:{port}/"]
