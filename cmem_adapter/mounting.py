@@ -23,6 +23,7 @@ from .settings import first
 
 log = logging.getLogger("cmem_adapter")
 
+
 def mount_prefixes(base_url: str) -> list[str]:
     """Returns the session prefixes that match `base_url`'s origin and nothing else.
 
