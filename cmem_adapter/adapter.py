@@ -204,16 +204,15 @@ class TrustAdapter(HTTPAdapter):
     def _refusal_note(self, url: str, verify: Any) -> str:
         """Returns which trust verified `url` (and its proxy), and how to learn more."""
         if self._policy_decides(verify):
-            chosen = ", ".join(s.label for s in self.policy.settings) or "the defaults"
-            trust = f"the policy: {self.policy.describe()} (chosen by {chosen})"
+            trust = f"the policy: {self.policy.describe()} (chosen by {_chosen_by(self.policy)})"
         else:
             trust = "the verify= given with the request"
         if self.proxy_policy != self.policy:
-            trust += f"; the https:// proxy by: {self.proxy_policy.describe()}"
+            trust += f"; the https:// proxy against: {self.proxy_policy.describe()}"
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/"  # as asked, no user info
         return (
-            f"cmem_adapter verified {origin} by {trust}."
+            f"cmem_adapter checked {origin} against {trust}."
             f" `cmem-adapter check {origin}` explains the refusal"
         )
 
@@ -307,6 +306,14 @@ def _client_cert(cert: Any) -> ClientCert | None:
         if not os.path.exists(path):
             raise OSError(f"Could not find the TLS certificate file, invalid path: {path}")
     return paths
+
+
+def _chosen_by(policy: TrustPolicy) -> str:
+    """Returns what chose `policy`: its constructor for one made in code, then each setting."""
+    labels = [s.label for s in policy.settings if s.origin != "argument"]
+    if len(labels) < len(policy.settings):
+        labels.insert(0, f"TrustPolicy.{policy.source}() in code")
+    return ", ".join(labels) or "the defaults"
 
 
 class _QuietOffPool(HTTPSConnectionPool):

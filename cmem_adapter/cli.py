@@ -27,7 +27,15 @@ from .explain import failure, fetch_advice, listing
 from .mounting import install, mount
 from .policy import TrustPolicy
 from .probe import TIMEOUT, ProbeError, Route, fetch_chain, printable
-from .settings import SSL_CERT_DIR, SSL_CERT_FILE, Layer, Setting, first
+from .settings import (
+    CURL_CA_BUNDLE,
+    REQUESTS_CA_BUNDLE,
+    SSL_CERT_DIR,
+    SSL_CERT_FILE,
+    Layer,
+    Setting,
+    first,
+)
 from .terminal import DEBUG_FORMAT, SafeFormatter, error, logging_to, say
 
 log = logging.getLogger("cmem_adapter")
@@ -102,6 +110,8 @@ def _command(args: argparse.Namespace) -> int:
     choose (``demo``: none)."""
     if args.command == "demo":  # no outer configuration at all
         return demo()
+    if args.command == "run":  # resolves its policy as it installs it
+        return _run(args)
     try:
         policy = TrustPolicy.from_config(args.connection, args.config_file)
     except ConfigError as e:
@@ -218,7 +228,8 @@ def _print_source(policy: TrustPolicy) -> None:
     say(f"Source: {policy.describe()}")
     for setting in policy.settings:
         where = f" ({setting.where})" if setting.where else ""
-        say(f"  {setting}{where}")
+        off = policy.source == "off" and setting.key in (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)
+        say(f"  {setting}{where}" + ("; ignored: verification is off" if off else ""))
     if not policy.settings:
         say("  by default: SSL_VERIFY and REQUESTS_CA_BUNDLE are not set")
 
@@ -294,12 +305,12 @@ def _fetch_chain(args: argparse.Namespace, policy: TrustPolicy) -> int:
 # run
 
 
-def _run(args: argparse.Namespace, policy: TrustPolicy) -> int:
+def _run(args: argparse.Namespace) -> int:
     """Runs the script as ``python SCRIPT ARGS`` would, with `install` applied.
 
     Without --config-file or -c, new sessions follow the environment as the script changes it
-    (as under CMEM_ADAPTER_AUTO=1); with them, `policy` holds. The script takes over this
-    process: its exit code and exceptions end it as with python.
+    (as under CMEM_ADAPTER_AUTO=1); with them, the policy they choose holds. The script takes
+    over this process: its exit code and exceptions end it as with python.
     """
     if not os.path.exists(args.script):
         return error(f"cannot run {args.script}: no such file", 2)
@@ -315,7 +326,10 @@ def _run(args: argparse.Namespace, policy: TrustPolicy) -> int:
         except OSError as e:
             return error(f"cannot run {args.script}: {e.strerror}", 2)
     chosen = args.connection is not None or args.config_file is not None
-    install(policy if chosen else None)
+    try:
+        install(TrustPolicy.from_config(args.connection, args.config_file) if chosen else None)
+    except ConfigError as e:
+        return error(e, 2)
     sys.argv = [args.script, *args.args]
     script = args.script
     if importer is None:
@@ -331,5 +345,4 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TrustPolicy], int]] = {
     "check": _check,
     "show": _show,
     "fetch-chain": _fetch_chain,
-    "run": _run,
 }

@@ -260,6 +260,22 @@ def test_check_ok_with_bundle_and_debug_lines(
     assert any(f"] Mounted TrustAdapter (bundle) on {good_server.url}" in line for line in debug)
 
 
+def test_check_with_verification_off_says_the_bundle_is_ignored(
+    env: dict[str, str], certs: Certs, good_server: HTTPSServer
+) -> None:
+    env.update(SSL_VERIFY="false", REQUESTS_CA_BUNDLE=certs.ca_file)
+
+    done = cli(env, "check", good_server.url)
+
+    assert done.returncode == 0, done
+    assert done.stdout.splitlines() == [
+        "Source: Not verifying TLS certificates (SSL_VERIFY=false)",
+        "  SSL_VERIFY set by env to false",
+        f"  REQUESTS_CA_BUNDLE set by env to {certs.ca_file}; ignored: verification is off",
+        f"OK: HTTP 200 from {good_server.url}",
+    ]
+
+
 def test_check_refused_by_default_certifi_explains_and_suggests_fetch_chain(
     env: dict[str, str], certs: Certs, good_server: HTTPSServer, tmp_path: Path
 ) -> None:
@@ -1252,6 +1268,24 @@ def test_run_passes_options_to_the_script(env: dict[str, str], tmp_path: Path) -
 
     assert done.returncode == 0, done
     assert done.stdout == f"{[str(script), '--debug', '-h', '-c', 'x']}\n"
+
+
+def test_run_with_debug_resolves_the_policy_once(
+    env: dict[str, str], certs: Certs, tmp_path: Path
+) -> None:
+    script = tmp_path / "nothing.py"
+    script.write_text("")
+    env["REQUESTS_CA_BUNDLE"] = certs.ca_file
+
+    done = cli(env, "--debug", "run", str(script))
+
+    assert done.returncode == 0, done
+    lines = [line.split("] ", 1)[1] for line in done.stderr.splitlines()]
+    assert lines == [
+        f"REQUESTS_CA_BUNDLE set by env to {certs.ca_file}",
+        f"CA bundle loaded from {certs.ca_file}",
+        "Installed: new sessions mount TrustAdapter (bundle) on https://, http://",
+    ]
 
 
 def test_run_missing_script_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
