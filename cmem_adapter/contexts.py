@@ -14,6 +14,7 @@ import ssl
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -271,7 +272,12 @@ class LiveContext:
         return None
 
 
-_live: dict[tuple[object, ...], LiveContext] = {}
+LIVE_CONTEXTS_KEPT = 128
+"""How many contexts are kept for reuse. Beyond it the least recently asked for is dropped:
+each distinct per-request ``verify=`` path or client certificate has one, and a program that
+makes a new CA file per request must not pile them up. Pools still using it keep it alive."""
+
+_live: OrderedDict[tuple[object, ...], LiveContext] = OrderedDict()
 _live_lock = threading.Lock()
 
 
@@ -284,7 +290,8 @@ def live_context(
 ) -> LiveContext:
     """Returns the shared `LiveContext` for this policy and client certificate.
 
-    Equal policies share one; the first call builds it and raises `ConfigError` if it cannot.
+    Equal policies share one while it is among the `LIVE_CONTEXTS_KEPT` last asked for; the
+    call that builds it raises `ConfigError` if it cannot.
     """
     key = (
         policy,
@@ -292,10 +299,12 @@ def live_context(
         by_request and policy.source == "off",
         proxy_hop and URLLIB3_MATCHES_NAMES and policy.source != "off",
     )
-    live = _live.get(key)
-    if live is None:
-        with _live_lock:
-            live = _live.get(key)
-            if live is None:
-                live = _live[key] = LiveContext(*key)
-    return live
+    with _live_lock:
+        live = _live.get(key)
+        if live is not None:
+            _live.move_to_end(key)
+            return live
+        live = _live[key] = LiveContext(*key)
+        if len(_live) > LIVE_CONTEXTS_KEPT:
+            _live.popitem(last=False)
+        return live

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import shutil
 import ssl
 import subprocess
 import sys
@@ -21,8 +22,8 @@ from conftest import issue_files
 from servers import ConnectProxy, HTTPServer, HTTPSProxy, HTTPSServer
 from urllib3.exceptions import InsecureRequestWarning
 
-from cmem_adapter import ConfigError, TrustAdapter, TrustPolicy, mount
-from cmem_adapter.contexts import URLLIB3_MATCHES_NAMES, live_context
+from cmem_adapter import ConfigError, TrustAdapter, TrustPolicy, contexts, mount
+from cmem_adapter.contexts import LIVE_CONTEXTS_KEPT, URLLIB3_MATCHES_NAMES, live_context
 from cmem_adapter.policy import OFF_WARNING
 
 REFUSED = (requests.exceptions.SSLError, requests.exceptions.ProxyError)
@@ -257,6 +258,20 @@ def test_verify_path_is_honoured_and_does_not_stick(
     assert refuses(session, server.url)
     assert session.get(server.url, timeout=10, verify=verify).ok  # type: ignore[arg-type]
     assert server.handshakes == 1  # the third request reused the pool of the first
+
+
+def test_contexts_for_many_verify_paths_do_not_pile_up(
+    server: HTTPSServer, ca_file: str, tmp_path: Path
+) -> None:
+    """A program writing a new CA file for each request keeps a bounded number of contexts."""
+    session = session_for(TrustPolicy.certifi())
+    paths = [tmp_path / f"ca-{i}.pem" for i in range(LIVE_CONTEXTS_KEPT + 10)]
+    for path in paths:
+        shutil.copyfile(ca_file, path)
+        assert session.get(server.url, timeout=10, verify=str(path)).ok
+    assert len(contexts._live) <= LIVE_CONTEXTS_KEPT
+    assert session.get(server.url, timeout=10, verify=str(paths[0])).ok  # built again
+    assert refuses(session, server.url)
 
 
 def test_bad_verify_path_is_a_config_error_naming_it(server: HTTPSServer, tmp_path: Path) -> None:
