@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     0 for success, 1 when the server or the script failed, 2 for a configuration or usage
     error. ``run`` ends the process with the script's own exit code.
     """
-    args = _parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(given)
+    if args.command == "run":
+        args.args = _script_arguments(given, args.args)
     if not args.debug:
         return _command(args)
     handler = logging.StreamHandler(sys.stderr)
@@ -83,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("script", metavar="SCRIPT")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     return parser
+
+
+def _script_arguments(given: list[str], parsed: list[str]) -> list[str]:
+    """Returns the arguments after SCRIPT as given: argparse drops a ``--`` right after it,
+    which python would pass on to the script."""
+    before = len(given) - len(parsed) - 1
+    if before >= 0 and given[before] == "--" and given[before + 1 :] == parsed:
+        return ["--", *parsed]
+    return parsed
 
 
 def _add_global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:

@@ -1265,9 +1265,14 @@ def test_run_passes_options_to_the_script(env: dict[str, str], tmp_path: Path) -
     )
 
     done = cli(env, "--debug", "run", str(script), "--debug", "-h", "-c", "x")
+    dashes = cli(env, "run", str(script), "--", "x", "--")
+    separated = cli(env, "run", "--", str(script), "--", "x", "--")
 
     assert done.returncode == 0, done
     assert done.stdout == f"{[str(script), '--debug', '-h', '-c', 'x']}\n"
+    assert dashes.returncode == 0, dashes
+    assert dashes.stdout == f"{[str(script), '--', 'x', '--']}\n"  # as python passes them
+    assert separated.stdout == dashes.stdout
 
 
 def test_run_with_debug_resolves_the_policy_once(
