@@ -110,6 +110,27 @@ def test_replaced_ca_is_trusted_by_new_connections_within_a_second(
     assert not accepts(session, servers.a)
 
 
+def test_a_file_added_to_or_removed_from_a_bundle_directory_is_noticed(
+    servers: Servers, tmp_path: Path
+) -> None:
+    directory = tmp_path / "cas"
+    directory.mkdir()
+    (directory / "a.pem").write_bytes(servers.a_pem)
+    session = session_for(TrustPolicy.bundle(directory))
+    assert not accepts(session, servers.b)
+
+    (directory / "b.pem").write_bytes(servers.b_pem)
+    assert seconds_until_accepted(session, servers.b) < PROMISED + 1.0
+    assert accepts(session, servers.a)
+
+    (directory / "a.pem").unlink()
+    started = time.monotonic()
+    while accepts(session, servers.a):
+        assert time.monotonic() - started < PROMISED + 1.0, "a removed CA is still trusted"
+        time.sleep(0.05)
+    assert accepts(session, servers.b)
+
+
 BROKEN: dict[str, Callable[[bytes], bytes]] = {
     "half-written": lambda pem: pem[: len(pem) // 2],
     "emptied": lambda pem: b"",
