@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -114,6 +115,7 @@ class TrustAdapter(HTTPAdapter):
         self._origin: LiveContext = live_context(self.policy)
         self._proxy: LiveContext = live_context(self.proxy_policy, proxy_hop=True)
         self._bound: Origin | None = origin_of(self.bound_to) if self.bound_to else None
+        self._bound_spelling: tuple[str, str] | None = None  # last scheme and netloc found bound
         self._request_policies: dict[str, TrustPolicy] = {}
         if _POOL_HOOK_LACKS_TLS_ARGUMENTS:
             self._send_args = threading.local()
@@ -124,6 +126,7 @@ class TrustAdapter(HTTPAdapter):
         """Makes this adapter refuse requests for any origin other than `base_url`'s."""
         self.bound_to = base_url
         self._bound = origin_of(base_url)
+        self._bound_spelling = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Contexts cannot be pickled: the policies travel, and contexts are rebuilt here.
@@ -227,12 +230,8 @@ class TrustAdapter(HTTPAdapter):
         self, url: str, verify: Any, proxies: dict[str, str] | None, cert: Any
     ) -> HTTPConnectionPool:
         target = urlsplit(url)
-        if self._bound is not None and origin_of(target) != self._bound:
-            scheme, host, port = origin_of(target)
-            raise InvalidURL(
-                f"This TrustAdapter is mounted for {self.bound_to} only; it refuses to send a"
-                f" request for {scheme}://{host}:{port}/"
-            )
+        if self._bound is not None:
+            self._refuse_unless_bound(target)
         scheme = target.scheme.lower()
         proxy = select_proxy(url, proxies)
         manager: PoolManager = self.poolmanager
@@ -251,14 +250,26 @@ class TrustAdapter(HTTPAdapter):
             context = self._proxy.current()
         else:
             return manager.connection_from_host(target.hostname, target.port, scheme)
-        verified = context.verify_mode == ssl.CERT_REQUIRED
         pool_kwargs = {
             "ssl_context": context,
-            "cert_reqs": "CERT_REQUIRED" if verified else "CERT_NONE",
+            "cert_reqs": "CERT_REQUIRED" if context.verified else "CERT_NONE",
         }
         return manager.connection_from_host(
             target.hostname, target.port, scheme, pool_kwargs=pool_kwargs
         )
+
+    def _refuse_unless_bound(self, target: SplitResult) -> None:
+        """Raises `InvalidURL` unless `target` is the origin this adapter is mounted for."""
+        spelling = (target.scheme, target.netloc)
+        if spelling == self._bound_spelling:  # parsing the host costs more than the request
+            return
+        scheme, host, port = origin = origin_of(target)
+        if origin != self._bound:
+            raise InvalidURL(
+                f"This TrustAdapter is mounted for {self.bound_to} only; it refuses to send a"
+                f" request for {scheme}://{host}:{port}/"
+            )
+        self._bound_spelling = spelling
 
     def _policy_decides(self, verify: Any) -> bool:
         """Tells whether the policy verifies the origin, rather than the request's `verify`."""
@@ -329,9 +340,14 @@ class _QuietOffPool(HTTPSConnectionPool):
     def __str__(self) -> str:
         return f"{self.shown_as}(host={self.host!r}, port={self.port!r})"
 
-    def _validate_conn(self, conn: Any) -> None:
+    @functools.cached_property
+    def _warns(self) -> bool:
+        """Tells whether urllib3 should warn about this pool's requests (its contexts are fixed)."""
         hops = (self.conn_kw.get("ssl_context"), getattr(self.proxy_config, "ssl_context", None))
-        if any(_warned_about(context) for context in hops):
+        return any(_warned_about(context) for context in hops)
+
+    def _validate_conn(self, conn: Any) -> None:
+        if self._warns:
             super()._validate_conn(conn)
             return
         HTTPConnectionPool._validate_conn(self, conn)

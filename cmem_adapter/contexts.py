@@ -58,10 +58,13 @@ class FrozenContext(ssl.SSLContext):
 
     unverified_by_choice = False
     """True for the context of an ``off`` policy: urllib3 is not asked to warn about it."""
+    verified: bool
+    """Whether it verifies servers; set by `freeze` (cheaper than `verify_mode` per request)."""
     _frozen = False
 
     def freeze(self) -> None:
         """Makes every later change by requests or urllib3 a no-op."""
+        self.verified = self.verify_mode == ssl.CERT_REQUIRED
         self._frozen = True
 
     def __setattr__(self, name: str, value: Any) -> None:
